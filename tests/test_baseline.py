@@ -26,13 +26,13 @@ def test_default_window_is_every_date_before_latest_and_stats_are_right():
     assert s.median == 12.5
     assert (s.min, s.max) == (8, 20)
     assert s.std == pytest.approx(3.7702, abs=1e-3)      # sample std (n-1)
-    assert s.mad == 2.5            # |x - 12.5| -> median of 0.5..7.5
+    assert s.mad == 2.0            # |x - 12.5| sorted: .5 .5 1.5 1.5 2.5 3.5 4.5 7.5
     assert (s.first, s.last) == ("2018-06-01", "2023-02-03")
     latest = res.latest
     assert latest.date == "2023-10-05" and not latest.in_baseline
     assert latest.ratio_max == pytest.approx(73 / 20)
     assert latest.ratio_mean == pytest.approx(73 / s.mean)
-    assert latest.score == pytest.approx((73 - 12.5) / (1.4826 * 2.5))
+    assert latest.score == pytest.approx((73 - 12.5) / (1.4826 * 2.0))
     assert latest.status == "unprecedented" and latest.breaks
     assert all(r.status == "baseline" and not r.breaks for r in res.rows[:-1])
 
