@@ -1,0 +1,199 @@
+"""Processing algorithm railcarcounter:countrailcars: one raster in, one
+polygon per railcar out. Runs from the toolbox, in batch, from
+processing.run and from qgis_process."""
+import os
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsFeatureSink,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from ..core import dates
+from ..core.detector import CountOptions, count_railcars
+from ..core.errors import Canceled, InputError
+from ..qgis_layers import (
+    ICON_PATH, apply_detection_style, detection_feature, detection_fields,
+    raster_file_path, source_wkts)
+
+
+class DetectionStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles the output layer once Processing has loaded it in the project.
+
+    QGIS takes the C++ object but not the Python wrapper: keep a reference
+    (``instance``) or the wrapper is garbage collected before QGIS calls it.
+    """
+    instance = None
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if isinstance(layer, QgsVectorLayer):
+            apply_detection_style(layer)
+
+    @staticmethod
+    def create():
+        DetectionStylePostProcessor.instance = DetectionStylePostProcessor()
+        return DetectionStylePostProcessor.instance
+
+
+def resolve_date(typed, layer_name, path):
+    """The acquisition date to write: what the user typed (any form
+    dates.date_from_text reads), else the layer's name, else the file's name
+    or metadata. Raises InputError for a typed value that is not a date."""
+    typed = (typed or "").strip()
+    if typed:
+        iso = dates.date_from_text(typed)
+        if not iso:
+            raise InputError(
+                "'%s' is not a date. Type the acquisition date as YYYY-MM-DD "
+                "(for example 2023-10-05), or leave it empty to read it from "
+                "the layer name or the raster's metadata." % typed)
+        return iso
+    return dates.date_from_text(layer_name) or dates.raster_date(path)
+
+
+class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    AOI = "AOI"
+    TRACKS = "TRACKS"
+    SENSITIVITY = "SENSITIVITY"
+    DATE = "DATE"
+    OUTPUT = "OUTPUT"
+    COUNT = "COUNT"
+    LOCOMOTIVES = "LOCOMOTIVES"
+
+    def createInstance(self):  # noqa: N802
+        return CountRailcarsAlgorithm()
+
+    def name(self):
+        return "countrailcars"
+
+    def displayName(self):  # noqa: N802
+        return "Count railcars"
+
+    def icon(self):
+        return QIcon(ICON_PATH)
+
+    def tags(self):
+        return ["railcar", "railway", "wagon", "train", "count", "detect", "satellite"]
+
+    def shortHelpString(self):  # noqa: N802
+        return (
+            "Finds every railcar on one satellite or aerial image and writes one "
+            "rectangle per car, in the raster's CRS, with its score (0-1), length "
+            "and width in metres, angle, type (box, tank, open, flat, covered, "
+            "locomotive, unknown), acquisition date and source image.\n\n"
+            "Input: an image file of 0.1 to 1 m per pixel, any CRS (also degrees), "
+            "1 band, RGB or 4 bands, 8 or 16 bit. Web layers (WMS, XYZ) must be "
+            "exported to GeoTIFF first.\n"
+            "Area of interest: only cars whose centre lies inside its polygons "
+            "count (any CRS).\n"
+            "Rail tracks: lines along the tracks (for example from OpenStreetMap) "
+            "to look for cars only there; without it the tracks are found on the "
+            "image.\n"
+            "Sensitivity: 0 finds only clear cars, 1 finds more and risks false "
+            "ones; 0.5 suits most images.\n"
+            "Date: the acquisition date (YYYY-MM-DD); when empty it is read from "
+            "the layer or file name (2023-10-05, 20231005, 2023_10_05 ...) or the "
+            "raster's metadata (TIFFTAG_DATETIME and similar).\n\n"
+            "COUNT is the number of freight cars; locomotives are drawn with "
+            "their own type and reported apart (LOCOMOTIVES)."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.INPUT, "Image (raster layer)"))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.AOI, "Area of interest (polygons)",
+            [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.TRACKS, "Rail tracks (lines)",
+            [QgsProcessing.TypeVectorLine], optional=True))
+        sensitivity = QgsProcessingParameterNumber(
+            self.SENSITIVITY, "Sensitivity (0 strict - 1 finds more)",
+            QgsProcessingParameterNumber.Double, 0.5, True, 0.0, 1.0)
+        self.addParameter(sensitivity)
+        self.addParameter(QgsProcessingParameterString(
+            self.DATE, "Acquisition date (YYYY-MM-DD; empty: from name or metadata)",
+            optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            self.OUTPUT, "Railcars", QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Number of freight cars"))
+        self.addOutput(QgsProcessingOutputNumber(self.LOCOMOTIVES, "Number of locomotives"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(
+                "The image could not be opened. Choose a raster layer or the "
+                "path of an image file GDAL can read (GeoTIFF, JP2, VRT ...).")
+        try:
+            path = raster_file_path(layer)
+            crs = layer.crs()
+            transform_context = context.transformContext()
+            aoi = source_wkts(
+                self.parameterAsSource(parameters, self.AOI, context), crs,
+                transform_context, QgsWkbTypes.PolygonGeometry, "area of interest")
+            if parameters.get(self.AOI) not in (None, "") and not aoi:
+                raise InputError(
+                    "The area of interest has no polygons (or none survived "
+                    "reprojection). Draw the area, or leave the parameter empty "
+                    "to count the whole image.")
+            tracks = source_wkts(
+                self.parameterAsSource(parameters, self.TRACKS, context), crs,
+                transform_context, QgsWkbTypes.LineGeometry, "rail tracks")
+            sensitivity = 0.5
+            if parameters.get(self.SENSITIVITY) not in (None, ""):
+                sensitivity = self.parameterAsDouble(parameters, self.SENSITIVITY, context)
+            date = resolve_date(self.parameterAsString(parameters, self.DATE, context),
+                                layer.name(), path)
+            source = os.path.basename(path) or layer.name()
+            if not date:
+                feedback.pushWarning(
+                    "No acquisition date in the layer name or the raster's "
+                    "metadata: the 'date' field stays empty. Set DATE to fill it.")
+            feedback.pushInfo("Counting railcars on %s (%s)" % (source, date or "no date"))
+            options = CountOptions(sensitivity=sensitivity, aoi_wkt=aoi,
+                                   tracks_wkt=tracks, date=date, source=source)
+            result = count_railcars(
+                path, options,
+                progress=lambda fraction: feedback.setProgress(100.0 * fraction),
+                is_canceled=feedback.isCanceled)
+        except Canceled:
+            raise QgsProcessingException("Counting was cancelled; nothing was written.")
+        except InputError as exc:
+            raise QgsProcessingException(str(exc))
+
+        # The sink is created only now, so a failed or cancelled run leaves
+        # no empty output behind.
+        fields = detection_fields()
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon, crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        for det in result.detections:
+            if not det.date:
+                det.date = date
+            if not det.source:
+                det.source = source
+            sink.addFeature(detection_feature(det, fields), QgsFeatureSink.FastInsert)
+
+        feedback.pushInfo("%d railcars (%d locomotives), pixel size %.2f m"
+                          % (result.count, result.locomotives, result.gsd_m or 0.0))
+        if context.willLoadLayerOnCompletion(dest_id):
+            details = context.layerToLoadOnCompletionDetails(dest_id)
+            details.setPostProcessor(DetectionStylePostProcessor.create())
+            if date:
+                details.name = "Railcars %s" % date
+        return {self.OUTPUT: dest_id, self.COUNT: result.count,
+                self.LOCOMOTIVES: result.locomotives}
