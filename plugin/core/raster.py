@@ -1,0 +1,201 @@
+"""Reading rasters for the detector: pixel size in metres, band layout,
+radiometric normalisation and windowed reads. GDAL and numpy only."""
+import math
+import os
+
+import numpy as np
+from osgeo import gdal, osr
+
+from .errors import InputError
+
+gdal.UseExceptions()
+
+# Colour interpretations that carry visible light, in the order we prefer.
+_VISIBLE = (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_GrayIndex,
+            gdal.GCI_PanBand if hasattr(gdal, "GCI_PanBand") else -99)
+
+
+def _metres_per_degree(lat_deg):
+    """Length of one degree of latitude and of longitude (WGS84) at ``lat``."""
+    p = math.radians(lat_deg)
+    m_lat = 111132.92 - 559.82 * math.cos(2 * p) + 1.175 * math.cos(4 * p)
+    m_lon = 111412.84 * math.cos(p) - 93.5 * math.cos(3 * p)
+    return m_lat, m_lon
+
+
+class RasterSource:
+    """An opened raster with what the detector needs to know about it."""
+
+    def __init__(self, path):
+        self.path = path
+        if not path or not (os.path.exists(path) or path.startswith("/vsi")):
+            raise InputError("Raster file not found: %s. Choose an existing GeoTIFF or "
+                             "other raster file." % path)
+        try:
+            self.ds = gdal.Open(path, gdal.GA_ReadOnly)
+        except RuntimeError as err:
+            raise InputError("GDAL cannot read %s (%s). Export the layer to GeoTIFF and "
+                             "try again." % (os.path.basename(path), err)) from None
+        if self.ds is None:
+            raise InputError("GDAL cannot read %s. Export the layer to GeoTIFF and try "
+                             "again." % os.path.basename(path))
+        ds = self.ds
+        self.width, self.height = ds.RasterXSize, ds.RasterYSize
+        if self.width < 8 or self.height < 8:
+            raise InputError("%s is only %d x %d pixels: too small to hold a railcar."
+                             % (os.path.basename(path), self.width, self.height))
+        self.gt = ds.GetGeoTransform(can_return_null=True)
+        self.crs_wkt = ds.GetProjection() or ""
+        if self.gt is None or not self.crs_wkt:
+            raise InputError("%s has no georeferencing (CRS and geotransform). The counter "
+                             "needs the pixel size in metres: georeference the image "
+                             "(Raster > Georeferencer) or assign its CRS, then try again."
+                             % os.path.basename(path))
+        self.gsd_x_m, self.gsd_y_m = self._pixel_size_m()
+        self._choose_bands()
+        self._stats = None
+
+    # --- geometry -------------------------------------------------------------
+    def pixel_to_map(self, col, row):
+        g = self.gt
+        return g[0] + col * g[1] + row * g[2], g[3] + col * g[4] + row * g[5]
+
+    def map_to_pixel(self, x, y):
+        g = self.gt
+        det = g[1] * g[5] - g[2] * g[4]
+        dx, dy = x - g[0], y - g[3]
+        return (g[5] * dx - g[2] * dy) / det, (-g[4] * dx + g[1] * dy) / det
+
+    def _pixel_size_m(self):
+        """Ground size of one pixel along columns and rows, in metres, measured
+        at the raster's centre so that Web Mercator, feet and degrees all work."""
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(self.crs_wkt)
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        c, r = self.width / 2.0, self.height / 2.0
+        pts = [self.pixel_to_map(c, r), self.pixel_to_map(c + 1, r), self.pixel_to_map(c, r + 1)]
+        try:
+            geo = srs.CloneGeogCS()
+            geo.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            tr = osr.CoordinateTransformation(srs, geo)
+            ll = [tr.TransformPoint(x, y)[:2] for x, y in pts]
+            m_lat, m_lon = _metres_per_degree(ll[0][1])
+
+            def dist(a, b):
+                return math.hypot((b[0] - a[0]) * m_lon, (b[1] - a[1]) * m_lat)
+            sx, sy = dist(ll[0], ll[1]), dist(ll[0], ll[2])
+        except (RuntimeError, TypeError, ValueError):
+            unit = srs.GetLinearUnits() or 1.0
+            sx = math.hypot(self.gt[1], self.gt[4]) * unit
+            sy = math.hypot(self.gt[2], self.gt[5]) * unit
+        if not (sx > 0 and sy > 0 and math.isfinite(sx) and math.isfinite(sy)):
+            raise InputError("Cannot work out the pixel size of %s in metres from its CRS. "
+                             "Reproject it to a projected CRS (for example UTM) and try "
+                             "again." % os.path.basename(self.path))
+        return sx, sy
+
+    @property
+    def gsd_m(self):
+        return math.sqrt(self.gsd_x_m * self.gsd_y_m)
+
+    # --- bands ----------------------------------------------------------------
+    def _choose_bands(self):
+        """Pick the bands whose mean is the image's brightness. Alpha and
+        near-infrared are left out; 4-band products without colour
+        interpretation are taken as B,G,R,NIR (the usual satellite order)."""
+        ds = self.ds
+        n = ds.RasterCount
+        if n == 0:
+            raise InputError("%s has no raster bands." % os.path.basename(self.path))
+        interps = [ds.GetRasterBand(i + 1).GetColorInterpretation() for i in range(n)]
+        self.alpha_band = next((i + 1 for i, c in enumerate(interps)
+                                if c == gdal.GCI_AlphaBand), None)
+        visible = [i + 1 for i, c in enumerate(interps) if c in _VISIBLE]
+        if not visible:
+            others = [i + 1 for i in range(n) if i + 1 != self.alpha_band]
+            visible = others[:3] if len(others) >= 3 else others[:1]
+        if len(visible) > 3:
+            visible = visible[:3]
+        self.bands = visible or [1]
+        b = ds.GetRasterBand(self.bands[0])
+        self.nodata = [ds.GetRasterBand(i).GetNoDataValue() for i in self.bands]
+        self.has_mask = any(v is not None for v in self.nodata) or self.alpha_band is not None \
+            or any(ds.GetRasterBand(i).GetMaskFlags() == gdal.GMF_PER_DATASET for i in self.bands)
+        self.dtype = gdal.GetDataTypeName(b.DataType)
+        if gdal.GetDataTypeName(b.DataType).startswith("C"):
+            raise InputError("%s holds complex (radar) values; the counter needs optical "
+                             "imagery." % os.path.basename(self.path))
+
+    # --- reading --------------------------------------------------------------
+    def read(self, xoff, yoff, xsize, ysize, buf_w, buf_h):
+        """Brightness (float32, about 0..1) and a validity mask for a window,
+        resampled (area average) to buf_w x buf_h."""
+        stack = []
+        valid = np.ones((buf_h, buf_w), bool)
+        alg = gdal.GRIORA_Average if (buf_w < xsize or buf_h < ysize) else gdal.GRIORA_Bilinear
+        lo, scale = self.stretch()
+        for k, bi in enumerate(self.bands):
+            band = self.ds.GetRasterBand(bi)
+            a = band.ReadAsArray(xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h,
+                                 resample_alg=alg)
+            nd = self.nodata[k]
+            if nd is not None:
+                valid &= a != nd
+            if a.dtype.kind == "f":
+                valid &= np.isfinite(a)
+            stack.append(a)
+        if self.alpha_band is not None:
+            al = self.ds.GetRasterBand(self.alpha_band).ReadAsArray(
+                xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h)
+            valid &= al > 0
+        if len(stack) == 1:
+            gray = stack[0].astype(np.float32)
+        else:
+            gray = stack[0].astype(np.float32)
+            for a in stack[1:]:
+                gray += a
+            gray *= 1.0 / len(stack)
+        gray -= lo
+        gray *= scale
+        if not valid.all():
+            gray[~valid] = np.nan
+        return gray, valid
+
+    def stretch(self):
+        """Offset and scale that map the 1st..99th brightness percentile of the
+        whole raster to 0..1, so 8-bit, 11/12-bit and float products all look
+        the same to the detector. Computed once from a decimated read."""
+        if self._stats is None:
+            n = 1024
+            bw = max(1, min(self.width, n))
+            bh = max(1, min(self.height, n))
+            sums = None
+            valid = np.ones((bh, bw), bool)
+            for k, bi in enumerate(self.bands):
+                a = self.ds.GetRasterBand(bi).ReadAsArray(0, 0, self.width, self.height,
+                                                          buf_xsize=bw, buf_ysize=bh)
+                a = a.astype(np.float64)
+                nd = self.nodata[k]
+                if nd is not None:
+                    valid &= a != nd
+                valid &= np.isfinite(a)
+                sums = a if sums is None else sums + a
+            gray = sums / len(self.bands)
+            vals = gray[valid]
+            if vals.size < 16:
+                raise InputError("%s holds no valid pixels (all nodata)." %
+                                 os.path.basename(self.path))
+            lo, hi = np.percentile(vals, [1.0, 99.0])
+            if not hi > lo:
+                hi = lo + 1.0
+            self._stats = (np.float32(lo), np.float32(1.0 / (hi - lo)))
+        return self._stats
+
+    def metadata(self):
+        md = dict(self.ds.GetMetadata() or {})
+        for dom in ("IMAGERY", "IMAGE_STRUCTURE"):
+            md.update(self.ds.GetMetadata(dom) or {})
+        return md
+
+    def close(self):
+        self.ds = None
