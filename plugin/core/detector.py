@@ -178,7 +178,8 @@ class _Geo:
         azimuth = math.degrees(math.atan2(dx, dy)) % 180.0
         return Detection(cx=cx, cy=cy, length_m=round(car.length * work, 2),
                          width_m=round(car.width * work, 2), angle=round(azimuth, 2),
-                         score=round(car.score, 3), type=car.type, corners=corners)
+                         score=round(car.score, 3), type=car.type, corners=corners,
+                         features=car.features)
 
 
 def _deduplicate(dets, work_m):
@@ -211,12 +212,13 @@ def _deduplicate(dets, work_m):
     return [dets[i] for i in keep]
 
 
-def count_railcars(path, options=None, progress=None, is_canceled=None):
+def count_railcars(path, options=None, progress=None, is_canceled=None, verifier=None):
     """Detect every railcar on the raster at ``path``.
 
     ``progress(fraction)`` is called with 0..1; ``is_canceled()`` is polled
     between windows and raises :class:`errors.Canceled` when it says True.
     Raises :class:`errors.InputError` for input the detector cannot use.
+    ``verifier`` replaces the shipped candidate verifier (for training).
     """
     options = options or CountOptions()
     if not 0.0 <= options.sensitivity <= 1.0:
@@ -251,7 +253,8 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         if mask is not None and not mask.any():
             cars = []
         else:
-            cars = detect_in_tile(gray, work, options.sensitivity, track_mask=mask)
+            cars = detect_in_tile(gray, work, options.sensitivity, track_mask=mask,
+                                  verifier=verifier)
         cx0, cy0, cx1, cy1 = win.core
         for car in cars:
             nx, ny = win.to_native(car.x, car.y)
