@@ -1,0 +1,1365 @@
+"""The analyst's panel: count a site's images across dates and chart them
+against the baseline.
+
+The dock stays thin: it collects what the analyst chose into one
+RunParameters, starts a CountTask, and shows what comes back. Every number
+comes from core/baseline.py; layers are written with plugin/qgis_layers.py.
+"""
+import datetime
+import json
+import os
+import tempfile
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsDateTimeRange,
+    QgsFeature,
+    QgsGeometry,
+    QgsLayerTreeGroup,
+    QgsMapLayer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterLayerTemporalProperties,
+    QgsRectangle,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+    QgsVectorLayerTemporalProperties,
+    QgsWkbTypes,
+)
+from qgis.gui import QgsDockWidget
+from qgis.PyQt.QtCore import QDate, QDateTime, QTime, Qt, QTimer
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDateEdit,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import qgis_layers
+from ..core import baseline as bl
+from ..core import dates as core_dates
+from ..core.errors import InputError
+from .chart import SeriesChart
+from .task import CountTask, Job, RunParameters
+
+SCOPE = "RailcarCounter"         # project entry scope
+STATE_KEY = "state"
+STATE_VERSION = 1
+
+COL_INCLUDE, COL_NAME, COL_DATE, COL_COUNT, COL_STATUS = range(5)
+HEADERS = ("", "Layer", "Date", "Cars", "Status")
+
+NO_DATE = "no date: type one"
+STATUS_COLOURS = {                # background of the summary label
+    "unprecedented": "#fde0dd",
+    "low": "#e7d4e8",
+    "high": "#fff2cc",
+    "normal": "#e5f5e0",
+}
+
+
+class RowState:
+    """What the dock knows about one raster layer of the project."""
+
+    def __init__(self, layer_id, include=True, date="", date_from="", count=None,
+                 status="", det_layer_id="", error=""):
+        self.layer_id = layer_id
+        self.include = include
+        self.date = date
+        self.date_from = date_from      # typed / temporal / name / file / ""
+        self.count = count
+        self.status = status
+        self.det_layer_id = det_layer_id
+        self.error = error
+
+    def to_dict(self):
+        return {k: getattr(self, k) for k in ("include", "date", "date_from", "count",
+                                              "status", "det_layer_id", "error")}
+
+    @classmethod
+    def from_dict(cls, layer_id, d):
+        row = cls(layer_id)
+        for k, v in (d or {}).items():
+            if hasattr(row, k):
+                setattr(row, k, v)
+        return row
+
+
+def day_range(iso):
+    """The acquisition day as a QgsDateTimeRange [00:00, next day 00:00)."""
+    day = datetime.date.fromisoformat(iso)
+    nxt = day + datetime.timedelta(days=1)
+    begin = QDateTime(QDate(day.year, day.month, day.day), QTime(0, 0, 0))
+    end = QDateTime(QDate(nxt.year, nxt.month, nxt.day), QTime(0, 0, 0))
+    return QgsDateTimeRange(begin, end, True, False)
+
+
+def count_freight(layer):
+    """Freight cars on a detection layer as it is now (edit buffer included):
+    everything but locomotives; a drawn car with no type counts as a car."""
+    idx = layer.fields().indexOf("type")
+    n = 0
+    for f in layer.getFeatures():
+        value = f.attributes()[idx] if idx >= 0 else None
+        if value is None or str(value).strip().lower() != "locomotive":
+            n += 1
+    return n
+
+
+class RailcarCounterDock(QgsDockWidget):
+    def __init__(self, iface, parent=None):
+        super().__init__(parent)
+        self.iface = iface
+        self.setObjectName("RailcarCounterDock")   # QGIS remembers its place by this
+        self.setWindowTitle("Railcar Counter")
+        self.project = QgsProject.instance()
+        self.rows = {}                 # raster layer id -> RowState
+        self.imported = []             # [bl.Point] from CSV
+        self.result = None             # bl.Result shown now
+        self.task = None
+        self._det_to_raster = {}       # detection layer id -> raster layer id
+        self._connected_layers = set()
+        self._updating = False
+        self._restoring = False
+        self._detections_dir = ""
+        self._build_ui()
+        self._connect_project()
+        self._load_state()
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self):
+        root = QWidget(self)
+        v = QVBoxLayout(root)
+        v.setContentsMargins(4, 4, 4, 4)
+        v.setSpacing(4)
+
+        self.summary_label = QLabel("No counts yet: add dated images and press Run.")
+        self.summary_label.setObjectName("summary")
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._style_summary("")
+        v.addWidget(self.summary_label)
+
+        self.message_label = QLabel("")
+        self.message_label.setWordWrap(True)
+        self.message_label.setVisible(False)
+        self.message_label.setStyleSheet(
+            "QLabel { color: #8a1c00; background: #fff4e5; border: 1px solid #f0b37e;"
+            " border-radius: 3px; padding: 3px; }")
+        v.addWidget(self.message_label)
+
+        self.table = QTableWidget(0, len(HEADERS))
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                   | QAbstractItemView.EditTrigger.EditKeyPressed
+                                   | QAbstractItemView.EditTrigger.SelectedClicked)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(COL_INCLUDE, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COL_DATE, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_COUNT, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_STATUS, QHeaderView.ResizeMode.Interactive)
+        self.table.setColumnWidth(COL_STATUS, 90)
+        self.table.setToolTip("Tick the images to count. Double-click a date to type "
+                              "one (YYYY-MM-DD). Select a row to zoom to that date.")
+        self.table.itemChanged.connect(self._on_item_changed)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+
+        self.chart = SeriesChart()
+        self.chart.dateClicked.connect(self.select_date)
+        self.stats_label = QLabel("")
+        self.stats_label.setWordWrap(True)
+        self.stats_label.setStyleSheet("QLabel { color: #333333; }")
+        chart_box = QWidget()
+        cv = QVBoxLayout(chart_box)
+        cv.setContentsMargins(0, 0, 0, 0)
+        cv.setSpacing(2)
+        cv.addWidget(self.chart, 1)
+        cv.addWidget(self.stats_label)
+
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(chart_box)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setChildrenCollapsible(False)
+        v.addWidget(self.splitter, 1)
+
+        # Run row
+        run_row = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Count railcars on every ticked image, in the background.")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.setFormat("%p %")
+        run_row.addWidget(self.run_button)
+        run_row.addWidget(self.cancel_button)
+        run_row.addWidget(self.progress, 1)
+        v.addLayout(run_row)
+        self.run_label = QLabel("")
+        self.run_label.setStyleSheet("QLabel { color: #555555; }")
+        v.addWidget(self.run_label)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_count_tab(), "Count")
+        self.tabs.addTab(self._build_baseline_tab(), "Baseline")
+        self.tabs.addTab(self._build_export_tab(), "Export")
+        v.addWidget(self.tabs)
+        self.setWidget(root)
+        self.setMinimumWidth(320)
+
+    def _build_count_tab(self):
+        w = QWidget()
+        f = QFormLayout(w)
+        f.setContentsMargins(4, 4, 4, 4)
+        self.site_edit = QLineEdit("Railcar counts")
+        self.site_edit.setToolTip("Name of the site: the layer-tree group of the "
+                                  "detection layers and the chart title.")
+        self.site_edit.editingFinished.connect(self._on_settings_changed)
+        self.aoi_combo = QComboBox()
+        self.aoi_combo.setToolTip("Only cars inside this area count.")
+        self.tracks_combo = QComboBox()
+        self.tracks_combo.setToolTip("Rail lines (e.g. from OpenStreetMap) that "
+                                     "constrain detection. Without one the tracks "
+                                     "are found automatically.")
+        self.sensitivity = QDoubleSpinBox()
+        self.sensitivity.setRange(0.0, 1.0)
+        self.sensitivity.setSingleStep(0.05)
+        self.sensitivity.setDecimals(2)
+        self.sensitivity.setValue(0.5)
+        self.sensitivity.setToolTip("0 = strict (fewer false cars), 1 = finds more "
+                                    "(risks more). Same as the Processing algorithm.")
+        for combo in (self.aoi_combo, self.tracks_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+            combo.currentIndexChanged.connect(self._on_settings_changed)
+        self.sensitivity.valueChanged.connect(self._on_settings_changed)
+        f.addRow("Site", self.site_edit)
+        f.addRow("Area", self.aoi_combo)
+        f.addRow("Tracks", self.tracks_combo)
+        f.addRow("Sensitivity", self.sensitivity)
+        self._fill_layer_combos()
+        return w
+
+    def _build_baseline_tab(self):
+        w = QWidget()
+        f = QFormLayout(w)
+        f.setContentsMargins(4, 4, 4, 4)
+        self.window_combo = QComboBox()
+        self.window_combo.addItem("Every date before the latest", "before_latest")
+        self.window_combo.addItem("Last N years before a date", "last_years")
+        self.window_combo.addItem("Date range", "range")
+        self.years_spin = QSpinBox()
+        self.years_spin.setRange(1, 50)
+        self.years_spin.setValue(5)
+        self.years_spin.setSuffix(" years")
+        self.start_edit = QDateEdit()
+        self.end_edit = QDateEdit()
+        for e in (self.start_edit, self.end_edit):
+            e.setCalendarPopup(True)
+            e.setDisplayFormat("yyyy-MM-dd")
+            e.setDate(QDate.currentDate())
+        self.start_edit.setDate(QDate.currentDate().addYears(-5))
+        self.end_edit.setToolTip("End of the window (last N years: the date itself is "
+                                 "not in the window).")
+        self.band_combo = QComboBox()
+        self.band_combo.addItem("min\u2013max", "minmax")
+        self.band_combo.addItem("mean \u00b1 std", "std")
+        dates_row = QHBoxLayout()
+        dates_row.addWidget(self.start_edit)
+        dates_row.addWidget(QLabel("to"))
+        dates_row.addWidget(self.end_edit)
+        self.import_button = QPushButton("Import counts\u2026")
+        self.import_button.setToolTip("Historical counts from a CSV file with lines "
+                                      "'date,count[,note]'. They join the baseline.")
+        self.import_button.clicked.connect(self._import_dialog)
+        self.clear_import_button = QPushButton("Clear imported")
+        self.clear_import_button.clicked.connect(self.clear_imported)
+        imp_row = QHBoxLayout()
+        imp_row.addWidget(self.import_button)
+        imp_row.addWidget(self.clear_import_button)
+        f.addRow("Window", self.window_combo)
+        f.addRow("Years", self.years_spin)
+        f.addRow("From", dates_row)
+        f.addRow("Band", self.band_combo)
+        f.addRow(imp_row)
+        for sig in (self.window_combo.currentIndexChanged, self.years_spin.valueChanged,
+                    self.start_edit.dateChanged, self.end_edit.dateChanged,
+                    self.band_combo.currentIndexChanged):
+            sig.connect(self._on_baseline_changed)
+        self._enable_window_widgets()
+        return w
+
+    def _build_export_tab(self):
+        w = QWidget()
+        h = QHBoxLayout(w)
+        h.setContentsMargins(4, 4, 4, 4)
+        chart_btn = QToolButton()
+        chart_btn.setText("Chart")
+        chart_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        m = QMenu(chart_btn)
+        m.addAction("Save chart as PNG\u2026", lambda: self._export_chart_dialog("png"))
+        m.addAction("Save chart as SVG\u2026", lambda: self._export_chart_dialog("svg"))
+        chart_btn.setMenu(m)
+        csv_btn = QPushButton("Table CSV\u2026")
+        csv_btn.clicked.connect(self._export_csv_dialog)
+        det_btn = QToolButton()
+        det_btn.setText("Detections")
+        det_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        m2 = QMenu(det_btn)
+        m2.addAction("All dates in one file\u2026", lambda: self._export_detections_dialog(False))
+        m2.addAction("One file per date\u2026", lambda: self._export_detections_dialog(True))
+        det_btn.setMenu(m2)
+        for b in (chart_btn, csv_btn, det_btn):
+            h.addWidget(b)
+        h.addStretch(1)
+        self._export_menus = (m, m2)
+        return w
+
+    def _style_summary(self, status):
+        bg = STATUS_COLOURS.get(status, "#f0f0f0")
+        self.summary_label.setStyleSheet(
+            "QLabel#summary { font-weight: bold; font-size: 11pt; background: %s;"
+            " border: 1px solid #c8c8c8; border-radius: 3px; padding: 4px; }" % bg)
+
+    # ------------------------------------------------------------ messages
+    def show_message(self, text, level=Qgis.MessageLevel.Warning):
+        """Shown in the dock (always) and in QGIS's message bar (when there
+        is one): what is wrong and what to do."""
+        self.message_label.setText(text)
+        self.message_label.setVisible(bool(text))
+        if text and self.iface is not None and level != Qgis.MessageLevel.Info:
+            try:
+                self.iface.messageBar().pushMessage("Railcar Counter", text, level, 8)
+            except Exception:
+                pass
+
+    def clear_message(self):
+        self.message_label.setText("")
+        self.message_label.setVisible(False)
+
+    # -------------------------------------------------------- project sync
+    def _connect_project(self):
+        p = self.project
+        p.layersAdded.connect(self._on_layers_added)
+        p.layersWillBeRemoved.connect(self._on_layers_removed)
+        p.writeProject.connect(self._on_write_project)
+        p.readProject.connect(self._on_read_project)
+        p.cleared.connect(self._on_project_cleared)
+
+    def _disconnect_project(self):
+        p = self.project
+        for sig, slot in ((p.layersAdded, self._on_layers_added),
+                          (p.layersWillBeRemoved, self._on_layers_removed),
+                          (p.writeProject, self._on_write_project),
+                          (p.readProject, self._on_read_project),
+                          (p.cleared, self._on_project_cleared)):
+            try:
+                sig.disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass
+        for lid in list(self._connected_layers):
+            layer = p.mapLayer(lid)
+            if layer is not None:
+                self._disconnect_layer(layer)
+        self._connected_layers.clear()
+
+    def closeEvent(self, event):
+        super().closeEvent(event)
+
+    def unload(self):
+        """Called by the plugin on unload: stop work, let go of signals."""
+        if self.task is not None:
+            try:
+                self.task.cancel()
+            except RuntimeError:
+                pass
+        self._disconnect_project()
+
+    def _raster_layers(self):
+        return [l for l in self.project.mapLayers().values()
+                if isinstance(l, QgsRasterLayer)]
+
+    def _det_layer(self, row):
+        if row.det_layer_id:
+            layer = self.project.mapLayer(row.det_layer_id)
+            if isinstance(layer, QgsVectorLayer):
+                return layer
+        return None
+
+    def _on_layers_added(self, layers):
+        if self._restoring:
+            return
+        changed = False
+        for layer in layers:
+            if isinstance(layer, QgsRasterLayer) and layer.id() not in self.rows:
+                self.rows[layer.id()] = self._new_row(layer)
+                self._connect_layer(layer)
+                changed = True
+        self._fill_layer_combos()
+        if changed:
+            self.refresh()
+
+    def _on_layers_removed(self, layer_ids):
+        changed = False
+        for lid in layer_ids:
+            if lid in self.rows:
+                del self.rows[lid]
+                changed = True
+            if lid in self._det_to_raster:
+                rid = self._det_to_raster.pop(lid)
+                row = self.rows.get(rid)
+                if row is not None and row.det_layer_id == lid:
+                    # Detections removed by the analyst: the count goes with them.
+                    row.det_layer_id = ""
+                    row.count = None
+                    row.status = "detections removed"
+                changed = True
+            self._connected_layers.discard(lid)
+        QTimer.singleShot(0, self._fill_layer_combos)
+        if changed:
+            self.refresh()
+
+    def _connect_layer(self, layer):
+        if layer.id() in self._connected_layers:
+            return
+        layer.nameChanged.connect(self._on_layer_renamed)
+        self._connected_layers.add(layer.id())
+
+    def _disconnect_layer(self, layer):
+        try:
+            layer.nameChanged.disconnect(self._on_layer_renamed)
+        except (TypeError, RuntimeError):
+            pass
+
+    def _on_layer_renamed(self):
+        layer = self.sender()
+        row = self.rows.get(layer.id()) if layer is not None else None
+        if row is not None and row.date_from in ("", "name"):
+            # The date may have come from (or be in) the new name.
+            row.date, row.date_from = self._find_date(layer)
+        self._fill_layer_combos()
+        self.refresh()
+
+    def _find_date(self, layer):
+        """(iso, where it came from): temporal properties the analyst set,
+        then the layer name, then the file name and its metadata."""
+        tp = layer.temporalProperties()
+        if tp is not None and tp.isActive():
+            try:
+                mode = tp.mode()
+                if mode == Qgis.RasterTemporalMode.FixedTemporalRange:
+                    begin = tp.fixedTemporalRange().begin()
+                    if begin.isValid():
+                        return begin.date().toString("yyyy-MM-dd"), "temporal"
+            except AttributeError:
+                pass
+        iso = core_dates.date_from_text(layer.name())
+        if iso:
+            return iso, "name"
+        if layer.providerType() == "gdal":
+            iso = core_dates.raster_date(layer.source())
+            if iso:
+                return iso, "file"
+        return "", ""
+
+    def _new_row(self, layer):
+        date, date_from = self._find_date(layer)
+        row = RowState(layer.id(), include=True, date=date, date_from=date_from)
+        if layer.providerType() != "gdal":
+            row.include = False
+            row.status = "not a file"
+        return row
+
+    def _sync_rows(self):
+        """Rows for every raster in the project, none for removed ones."""
+        present = {l.id(): l for l in self._raster_layers()}
+        for lid in list(self.rows):
+            if lid not in present:
+                del self.rows[lid]
+        for lid, layer in present.items():
+            if lid not in self.rows:
+                self.rows[lid] = self._new_row(layer)
+            self._connect_layer(layer)
+
+    # ----------------------------------------------------------- the table
+    def _sorted_rows(self):
+        def key(row):
+            layer = self.project.mapLayer(row.layer_id)
+            return (row.date == "", row.date, layer.name() if layer else "")
+        return sorted(self.rows.values(), key=key)
+
+    def refresh(self):
+        """Table, baseline, chart and summary from the current state."""
+        self._updating = True
+        try:
+            selected = self.selected_layer_id()
+            rows = self._sorted_rows()
+            self.table.setRowCount(len(rows))
+            for i, row in enumerate(rows):
+                layer = self.project.mapLayer(row.layer_id)
+                name = layer.name() if layer else row.layer_id
+                inc = QTableWidgetItem()
+                inc.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled
+                             | Qt.ItemFlag.ItemIsSelectable)
+                inc.setCheckState(Qt.CheckState.Checked if row.include
+                                  else Qt.CheckState.Unchecked)
+                inc.setData(Qt.ItemDataRole.UserRole, row.layer_id)
+                inc.setToolTip("Count this image")
+                name_item = QTableWidgetItem(name)
+                name_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                name_item.setToolTip(layer.source() if layer else "")
+                date_item = QTableWidgetItem(row.date or NO_DATE)
+                date_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+                                   | Qt.ItemFlag.ItemIsEditable)
+                if not row.date:
+                    date_item.setForeground(Qt.GlobalColor.darkRed)
+                    date_item.setToolTip("No acquisition date found in the name, the "
+                                         "file or its metadata. Double-click and type "
+                                         "YYYY-MM-DD.")
+                else:
+                    date_item.setToolTip("Date from %s. Double-click to change it." % {
+                        "typed": "what you typed", "temporal": "the layer's temporal "
+                        "properties", "name": "the layer name", "file": "the file name "
+                        "or metadata"}.get(row.date_from, "the layer"))
+                count_item = QTableWidgetItem("" if row.count is None else str(row.count))
+                count_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                count_item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight
+                                                | Qt.AlignmentFlag.AlignVCenter))
+                status_item = QTableWidgetItem(row.status or ("" if row.date else NO_DATE))
+                status_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                status_item.setToolTip(row.error or row.status)
+                if row.error:
+                    status_item.setForeground(Qt.GlobalColor.darkRed)
+                for col, item in enumerate((inc, name_item, date_item, count_item, status_item)):
+                    self.table.setItem(i, col, item)
+            if selected:
+                self._select_row_of(selected, zoom=False)
+        finally:
+            self._updating = False
+        self._update_baseline()
+
+    def row_index(self, layer_id):
+        for i in range(self.table.rowCount()):
+            item = self.table.item(i, COL_INCLUDE)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == layer_id:
+                return i
+        return -1
+
+    def selected_layer_id(self):
+        items = self.table.selectedItems()
+        if not items:
+            return ""
+        item = self.table.item(items[0].row(), COL_INCLUDE)
+        return item.data(Qt.ItemDataRole.UserRole) if item else ""
+
+    def _on_item_changed(self, item):
+        if self._updating:
+            return
+        lid = self.table.item(item.row(), COL_INCLUDE).data(Qt.ItemDataRole.UserRole)
+        row = self.rows.get(lid)
+        if row is None:
+            return
+        if item.column() == COL_INCLUDE:
+            row.include = item.checkState() == Qt.CheckState.Checked
+            self._mark_dirty()
+            self.refresh()
+        elif item.column() == COL_DATE:
+            self.set_date(lid, item.text())
+
+    def set_date(self, layer_id, text):
+        """The analyst typed a date for a layer ('' clears it)."""
+        row = self.rows.get(layer_id)
+        if row is None:
+            return False
+        text = (text or "").strip()
+        if text in ("", NO_DATE):
+            row.date, row.date_from = "", ""
+            self.refresh()
+            return True
+        iso = core_dates.date_from_text(text)
+        if not iso:
+            self.show_message("'%s' is not a date. Type it as YYYY-MM-DD, for example "
+                              "2023-10-05." % text)
+            self.refresh()
+            return False
+        self.clear_message()
+        row.date, row.date_from = iso, "typed"
+        layer = self.project.mapLayer(layer_id)
+        if layer is not None:
+            self._set_raster_temporal(layer, iso)
+        det = self._det_layer(row)
+        if det is not None:
+            self._set_vector_temporal(det, iso)
+            det.setName("railcars %s" % iso)
+        self._mark_dirty()
+        self.refresh()
+        return True
+
+    def set_include(self, layer_id, include):
+        row = self.rows.get(layer_id)
+        if row is not None:
+            row.include = bool(include)
+            self.refresh()
+
+    # ----------------------------------------------------- combos/settings
+    def _fill_layer_combos(self):
+        try:
+            self.aoi_combo
+        except AttributeError:
+            return
+        for combo, first, geom in (
+                (self.aoi_combo, ["Whole image", "Current map extent"],
+                 QgsWkbTypes.PolygonGeometry),
+                (self.tracks_combo, ["Find tracks automatically"],
+                 QgsWkbTypes.LineGeometry)):
+            current = combo.currentData()
+            combo.blockSignals(True)
+            combo.clear()
+            for i, text in enumerate(first):
+                combo.addItem(text, "__%d" % i)
+            for layer in sorted(self.project.mapLayers().values(), key=lambda l: l.name()):
+                if isinstance(layer, QgsVectorLayer) and layer.geometryType() == geom \
+                        and layer.id() not in self._det_to_raster:
+                    combo.addItem(layer.name(), layer.id())
+            idx = combo.findData(current) if current is not None else -1
+            combo.setCurrentIndex(max(idx, 0))
+            combo.blockSignals(False)
+
+    def set_aoi(self, key):
+        """'' / 'extent' / a polygon layer id."""
+        data = {"": "__0", "extent": "__1"}.get(key, key)
+        self.aoi_combo.setCurrentIndex(max(0, self.aoi_combo.findData(data)))
+
+    def set_tracks(self, layer_id):
+        self.tracks_combo.setCurrentIndex(max(0, self.tracks_combo.findData(layer_id or "__0")))
+
+    def _on_settings_changed(self, *args):
+        self._mark_dirty()
+
+    def _enable_window_widgets(self):
+        mode = self.window_combo.currentData()
+        self.years_spin.setEnabled(mode == "last_years")
+        self.start_edit.setEnabled(mode == "range")
+        self.end_edit.setEnabled(mode in ("range", "last_years"))
+
+    def window(self):
+        mode = self.window_combo.currentData()
+        w = bl.Window(mode=mode, years=self.years_spin.value())
+        if mode in ("range", "last_years"):
+            w.end = self.end_edit.date().toString("yyyy-MM-dd")
+        if mode == "range":
+            w.start = self.start_edit.date().toString("yyyy-MM-dd")
+        return w
+
+    def set_window(self, window):
+        self.window_combo.blockSignals(True)
+        self.window_combo.setCurrentIndex(max(0, self.window_combo.findData(window.mode)))
+        self.window_combo.blockSignals(False)
+        self.years_spin.setValue(int(window.years))
+        if window.start:
+            self.start_edit.setDate(QDate.fromString(window.start, "yyyy-MM-dd"))
+        if window.end:
+            self.end_edit.setDate(QDate.fromString(window.end, "yyyy-MM-dd"))
+        self._on_baseline_changed()
+
+    def _on_baseline_changed(self, *args):
+        self._enable_window_widgets()
+        self._mark_dirty()
+        self._update_baseline()
+
+    def _mark_dirty(self):
+        if not self._restoring:
+            self.project.setDirty(True)
+
+    # ------------------------------------------------------------ baseline
+    def points(self):
+        pts = []
+        for row in self.rows.values():
+            if row.include and row.date and row.count is not None:
+                layer = self.project.mapLayer(row.layer_id)
+                pts.append(bl.Point(row.date, int(row.count), bl.IMAGERY,
+                                    label=layer.name() if layer else ""))
+        return pts + list(self.imported)
+
+    def _update_baseline(self):
+        try:
+            self.result = bl.compute(self.points(), self.window())
+        except InputError as exc:
+            self.show_message(str(exc))
+            return
+        res = self.result
+        self.summary_label.setText(res.summary)
+        self._style_summary(res.latest.status if res.latest else "")
+        s = res.stats
+        if s.n:
+            self.stats_label.setText(
+                "Baseline (%s, %d dates, %s): mean %.1f, median %s, min %s, max %s, "
+                "std %.1f, MAD %s." % (res.window.describe(), s.n, s.years_text(),
+                                       s.mean, bl._num(s.median), bl._num(s.min),
+                                       bl._num(s.max), s.std, bl._num(s.mad)))
+        else:
+            self.stats_label.setText("Baseline: no dates in the window yet.")
+        if res.latest is not None and res.latest.score is not None:
+            self.stats_label.setText(self.stats_label.text() + (
+                " Latest: %.1f\u00d7 max, %.1f\u00d7 mean, score %.1f." % (
+                    res.latest.ratio_max or 0, res.latest.ratio_mean or 0,
+                    res.latest.score)))
+        self.chart.plot(res, self.band_combo.currentData())
+
+    # ------------------------------------------------------------ imported
+    def import_counts(self, path):
+        try:
+            pts = bl.read_counts_csv(path)
+        except InputError as exc:
+            self.show_message(str(exc))
+            return False
+        known = {p.date: i for i, p in enumerate(self.imported)}
+        for p in pts:      # a second file replaces counts of the same dates
+            if p.date in known:
+                self.imported[known[p.date]] = p
+            else:
+                self.imported.append(p)
+        self.clear_message()
+        self.show_message("Imported %d historical count(s) from %s." % (
+            len(pts), os.path.basename(path)), Qgis.MessageLevel.Info)
+        self._mark_dirty()
+        self._update_baseline()
+        return True
+
+    def clear_imported(self):
+        self.imported = []
+        self._mark_dirty()
+        self._update_baseline()
+
+    def _import_dialog(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Import historical counts", "",
+                                              "CSV (*.csv *.txt);;All files (*)")
+        if path:
+            self.import_counts(path)
+
+    # ----------------------------------------------------------------- run
+    def collect_parameters(self):
+        """RunParameters for the included layers, or raise InputError saying
+        what to fix."""
+        self._sync_rows()
+        included = [r for r in self._sorted_rows() if r.include]
+        if not self._raster_layers():
+            raise InputError("No raster layers in the project. Add the site's images "
+                             "(Layer > Add Layer > Add Raster Layer) and press Run.")
+        if not included:
+            raise InputError("No image is ticked. Tick the images to count in the "
+                             "first column of the table.")
+        undated = [r for r in included if not r.date]
+        if undated:
+            names = ", ".join(self.project.mapLayer(r.layer_id).name() for r in undated)
+            raise InputError("No acquisition date for: %s. Double-click the Date cell "
+                             "and type it as YYYY-MM-DD, or untick the layer." % names)
+        aoi_key = self.aoi_combo.currentData()
+        aoi_layer = None
+        if aoi_key not in (None, "__0", "__1"):
+            aoi_layer = self.project.mapLayer(aoi_key)
+            if aoi_layer is None:
+                raise InputError("The area-of-interest layer is gone. Choose another "
+                                 "area.")
+        tracks_key = self.tracks_combo.currentData()
+        tracks_layer = None
+        if tracks_key not in (None, "__0"):
+            tracks_layer = self.project.mapLayer(tracks_key)
+        jobs = []
+        for row in included:
+            layer = self.project.mapLayer(row.layer_id)
+            try:
+                path = qgis_layers.raster_file_path(layer)
+            except InputError as exc:
+                row.status, row.error = "not a file", str(exc)
+                raise
+            if not os.path.exists(path):
+                row.status = "file missing"
+                row.error = ("The file %s no longer exists. Fix the layer's source or "
+                             "untick it." % path)
+                raise InputError(row.error)
+            crs = layer.crs()
+            if aoi_key == "__1":
+                aoi = [self._extent_wkt(crs)] if self.iface is not None else []
+            else:
+                aoi = qgis_layers.layer_wkts(aoi_layer, crs,
+                                             geometry_type=QgsWkbTypes.PolygonGeometry,
+                                             what="area of interest")
+                if aoi_layer is not None and not aoi:
+                    raise InputError("The area-of-interest layer '%s' has no polygons. "
+                                     "Draw the yard's outline or choose 'Whole image'."
+                                     % aoi_layer.name())
+            tracks = qgis_layers.layer_wkts(tracks_layer, crs,
+                                            geometry_type=QgsWkbTypes.LineGeometry,
+                                            what="tracks")
+            jobs.append(Job(row.layer_id, layer.name(), path, row.date, aoi, tracks))
+        return RunParameters(jobs, float(self.sensitivity.value()),
+                             self.site_edit.text().strip() or "Railcar counts")
+
+    def _extent_wkt(self, crs):
+        canvas = self.iface.mapCanvas()
+        extent = canvas.extent()
+        src = canvas.mapSettings().destinationCrs()
+        if src != crs:
+            tr = QgsCoordinateTransform(src, crs, self.project)
+            extent = tr.transformBoundingBox(extent)
+        return QgsGeometry.fromRect(extent).asWkt()
+
+    def is_running(self):
+        return self.task is not None
+
+    def run(self, count_function=None):
+        """Start counting in the background. Returns the task or None."""
+        if self.task is not None:
+            return None
+        self.clear_message()
+        try:
+            params = self.collect_parameters()
+        except InputError as exc:
+            self.show_message(str(exc))
+            self.refresh()
+            return None
+        for job in params.jobs:
+            row = self.rows[job.layer_id]
+            row.status, row.error = "waiting", ""
+        self.refresh()
+        task = CountTask(params, self._task_finished, count_function)
+        task.layerStarted.connect(self._on_layer_started)
+        task.layerProgress.connect(self._on_layer_progress)
+        task.layerFinished.connect(self._on_layer_finished)
+        task.progressChanged.connect(self._on_progress)
+        self.task = task
+        self._task_total = len(params.jobs)
+        self._task_done = 0
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.run_label.setText("Counting %d image(s)\u2026" % len(params.jobs))
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def cancel(self):
+        if self.task is not None:
+            self.run_label.setText("Cancelling\u2026")
+            self.cancel_button.setEnabled(False)
+            self.task.cancel()
+
+    def _set_status(self, layer_id, text):
+        row = self.rows.get(layer_id)
+        if row is None:
+            return
+        row.status = text
+        i = self.row_index(layer_id)
+        if i >= 0:
+            self._updating = True
+            self.table.item(i, COL_STATUS).setText(text)
+            self._updating = False
+
+    def _on_layer_started(self, layer_id):
+        layer = self.project.mapLayer(layer_id)
+        self._set_status(layer_id, "counting")
+        self.run_label.setText("Counting %d of %d: %s" % (
+            self._task_done + 1, self._task_total, layer.name() if layer else ""))
+
+    def _on_layer_progress(self, layer_id, percent):
+        self._set_status(layer_id, "counting %d %%" % int(percent))
+
+    def _on_layer_finished(self, layer_id):
+        self._task_done += 1
+        self._set_status(layer_id, "counted")
+
+    def _on_progress(self, value):
+        self.progress.setValue(int(value))
+
+    def _task_finished(self, task, ok):
+        """Main thread: build a detection layer for every finished image,
+        also after a Cancel (those counted keep their results)."""
+        errors = []
+        built = 0
+        for outcome in task.outcomes:
+            row = self.rows.get(outcome.job.layer_id)
+            if row is None:          # raster removed while counting
+                continue
+            if outcome.error:
+                row.status, row.error, row.count = "error", outcome.error, None
+                errors.append("%s: %s" % (outcome.job.name, outcome.error))
+                continue
+            try:
+                self._add_detection_layer(row, outcome.job, outcome.result,
+                                          task.params.site)
+                built += 1
+            except InputError as exc:
+                row.status, row.error = "error", str(exc)
+                errors.append("%s: %s" % (outcome.job.name, exc))
+        finished_ids = {o.job.layer_id for o in task.outcomes}
+        for job in task.params.jobs:
+            row = self.rows.get(job.layer_id)
+            if row is not None and job.layer_id not in finished_ids:
+                row.status = "cancelled" if task.canceled_by_user else "not counted"
+        self.task = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if task.canceled_by_user:
+            self.run_label.setText("Cancelled: %d of %d image(s) counted and kept."
+                                   % (built, len(task.params.jobs)))
+        else:
+            self.progress.setValue(100)
+            self.run_label.setText("Done: %d image(s) counted." % built)
+        self._set_project_time_range()
+        self._mark_dirty()
+        self.refresh()
+        if errors:
+            self.show_message("Some images could not be counted. " + " ".join(errors))
+
+    # ------------------------------------------------------ result layers
+    def detections_dir(self):
+        """Where detection layers are written: next to the project when it
+        has been saved (so they travel with it), else a temporary folder."""
+        home = self.project.absolutePath()
+        if home:
+            return os.path.join(home, "railcar_counter")
+        if not self._detections_dir:
+            self._detections_dir = tempfile.mkdtemp(prefix="railcar_counter_")
+        return self._detections_dir
+
+    def _site_group(self, site):
+        root = self.project.layerTreeRoot()
+        group = root.findGroup(site)
+        if group is None:
+            group = root.insertGroup(0, site)
+        return group
+
+    def _add_detection_layer(self, row, job, result, site):
+        raster = self.project.mapLayer(row.layer_id)
+        old = self._det_layer(row)
+        if old is not None:
+            self._det_to_raster.pop(old.id(), None)
+            self.project.removeMapLayer(old.id())
+        for d in result.detections:
+            d.date = row.date
+            d.source = job.name
+        crs = raster.crs() if raster is not None else QgsCoordinateReferenceSystem.fromWkt(
+            result.crs_wkt)
+        mem = qgis_layers.detections_memory_layer(result.detections, crs,
+                                                  "railcars %s" % row.date)
+        folder = self.detections_dir()
+        os.makedirs(folder, exist_ok=True)
+        gpkg = os.path.join(folder, "detections.gpkg")
+        table = "railcars_%s_%s" % (row.date.replace("-", ""), _safe(row.layer_id)[-12:])
+        opts = QgsVectorFileWriter.SaveVectorOptions()
+        opts.driverName = "GPKG"
+        opts.layerName = table
+        opts.fileEncoding = "UTF-8"
+        opts.actionOnExistingFile = (
+            QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteLayer
+            if os.path.exists(gpkg) else
+            QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteFile)
+        err = QgsVectorFileWriter.writeAsVectorFormatV3(
+            mem, gpkg, self.project.transformContext(), opts)
+        if err[0] != QgsVectorFileWriter.WriterError.NoError:
+            raise InputError("Could not write the detections to %s (%s). Check that the "
+                             "folder is writable." % (gpkg, err[1]))
+        layer = QgsVectorLayer("%s|layername=%s" % (gpkg, table), "railcars %s" % row.date,
+                               "ogr")
+        if not layer.isValid():
+            raise InputError("Could not open the detections written to %s." % gpkg)
+        qgis_layers.apply_detection_style(layer)
+        self._set_vector_temporal(layer, row.date)
+        if raster is not None:
+            self._set_raster_temporal(raster, row.date)
+        self.project.addMapLayer(layer, False)
+        group = self._site_group(site)
+        # Newest date on top, like the Temporal Controller's last frame.
+        pos = 0
+        for child in group.children():
+            other = self._det_to_raster.get(getattr(child, "layerId", lambda: "")())
+            other_row = self.rows.get(other) if other else None
+            if other_row is not None and other_row.date > row.date:
+                pos += 1
+        group.insertLayer(pos, layer)
+        row.det_layer_id = layer.id()
+        row.count = count_freight(layer)
+        row.status = "done"
+        row.error = ""
+        self._watch_detection_layer(layer, row.layer_id)
+        return layer
+
+    def _watch_detection_layer(self, layer, raster_id):
+        self._det_to_raster[layer.id()] = raster_id
+        for sig in (layer.featureAdded, layer.featuresDeleted, layer.afterCommitChanges,
+                    layer.afterRollBack, layer.attributeValueChanged, layer.dataChanged):
+            sig.connect(self._schedule_recount)
+
+    def _schedule_recount(self, *args):
+        # Several signals fire per edit: recount once, after they settle.
+        if not getattr(self, "_recount_pending", False):
+            self._recount_pending = True
+            QTimer.singleShot(0, self.recount)
+
+    def recount(self):
+        """Counts from the detection layers as they are now (edits included)."""
+        self._recount_pending = False
+        changed = False
+        for row in self.rows.values():
+            layer = self._det_layer(row)
+            if layer is not None:
+                n = count_freight(layer)
+                if n != row.count:
+                    row.count = n
+                    if layer.isEditable() or layer.isModified():
+                        row.status = "edited"
+                    changed = True
+        if changed:
+            self.refresh()
+
+    @staticmethod
+    def _set_vector_temporal(layer, iso):
+        tp = layer.temporalProperties()
+        tp.setMode(Qgis.VectorTemporalMode.FixedTemporalRange)
+        tp.setFixedTemporalRange(day_range(iso))
+        tp.setIsActive(True)
+
+    @staticmethod
+    def _set_raster_temporal(layer, iso):
+        tp = layer.temporalProperties()
+        tp.setMode(Qgis.RasterTemporalMode.FixedTemporalRange)
+        tp.setFixedTemporalRange(day_range(iso))
+        tp.setIsActive(True)
+
+    def _set_project_time_range(self):
+        dates = sorted(r.date for r in self.rows.values() if r.date and r.det_layer_id)
+        if not dates:
+            return
+        rng = QgsDateTimeRange(day_range(dates[0]).begin(), day_range(dates[-1]).end())
+        self.project.timeSettings().setTemporalRange(rng)
+
+    # ------------------------------------------------------------ navigate
+    def select_date(self, iso):
+        """Select the row of that date (chart click) and zoom to it."""
+        for row in self._sorted_rows():
+            if row.date == iso:
+                self._select_row_of(row.layer_id, zoom=True)
+                return True
+        return False
+
+    def _select_row_of(self, layer_id, zoom=True):
+        i = self.row_index(layer_id)
+        if i < 0:
+            return
+        if not zoom:
+            self.table.blockSignals(True)
+        self.table.selectRow(i)
+        if not zoom:
+            self.table.blockSignals(False)
+
+    def _on_selection(self):
+        if self._updating:
+            return
+        lid = self.selected_layer_id()
+        if lid:
+            self.zoom_to(lid)
+
+    def zoom_extent(self, layer_id, dest_crs):
+        """The image's extent joined with its detections', in ``dest_crs``."""
+        row = self.rows.get(layer_id)
+        rect = QgsRectangle()
+        rect.setMinimal()
+        layers = [self.project.mapLayer(layer_id)]
+        if row is not None:
+            layers.append(self._det_layer(row))
+        for layer in layers:
+            if layer is None or layer.extent().isEmpty():
+                continue
+            ext = layer.extent()
+            if layer.crs() != dest_crs and dest_crs.isValid():
+                ext = QgsCoordinateTransform(layer.crs(), dest_crs,
+                                             self.project).transformBoundingBox(ext)
+            rect.combineExtentWith(ext)
+        return rect
+
+    def zoom_to(self, layer_id):
+        if self.iface is None:
+            return
+        canvas = self.iface.mapCanvas()
+        rect = self.zoom_extent(layer_id, canvas.mapSettings().destinationCrs())
+        if rect.isEmpty():
+            return
+        canvas.setExtent(rect)
+        canvas.refresh()
+
+    # -------------------------------------------------------------- export
+    def export_csv(self, path):
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(bl.to_csv(self.result or bl.compute([])))
+        return path
+
+    def export_chart(self, path):
+        from ..core import series_chart
+        series_chart.save(self.result or bl.compute([]), path,
+                          self.band_combo.currentData(), self.site_edit.text())
+        return path
+
+    def detection_layers(self):
+        """[(date, layer)] sorted by date."""
+        out = []
+        for row in self._sorted_rows():
+            layer = self._det_layer(row)
+            if layer is not None and row.include:
+                out.append((row.date, layer))
+        return out
+
+    def export_detections(self, path, per_date=False):
+        """Write the (edited) detection layers: all dates into ``path``, or
+        with ``per_date`` one file per date into the folder ``path``.
+        Returns the files written. Never overwrites (the caller asks)."""
+        layers = self.detection_layers()
+        if not layers:
+            raise InputError("No detections to export yet. Run the count first.")
+        written = []
+        if per_date:
+            os.makedirs(path, exist_ok=True)
+            targets = []
+            for date, layer in layers:
+                out = os.path.join(path, "railcars_%s.%s" % (date, self._export_ext))
+                targets.append((out, [(date, layer)]))
+        else:
+            targets = [(path, layers)]
+        for out, group in targets:
+            mem = self._merged_layer(group)
+            opts = QgsVectorFileWriter.SaveVectorOptions()
+            opts.driverName = "GPKG" if out.lower().endswith(".gpkg") else "ESRI Shapefile"
+            opts.fileEncoding = "UTF-8"
+            opts.layerName = os.path.splitext(os.path.basename(out))[0]
+            err = QgsVectorFileWriter.writeAsVectorFormatV3(
+                mem, out, self.project.transformContext(), opts)
+            if err[0] != QgsVectorFileWriter.WriterError.NoError:
+                raise InputError("Could not write %s (%s). Choose a writable folder."
+                                 % (out, err[1]))
+            written.append(out)
+        return written
+
+    _export_ext = "shp"
+
+    def _merged_layer(self, group):
+        crs = group[0][1].crs()
+        mem = QgsVectorLayer("Polygon", "railcars", "memory")
+        mem.setCrs(crs)
+        mem.dataProvider().addAttributes(qgis_layers.detection_fields().toList())
+        mem.updateFields()
+        fields = mem.fields()
+        feats = []
+        for date, layer in group:
+            tr = None
+            if layer.crs() != crs:
+                tr = QgsCoordinateTransform(layer.crs(), crs, self.project)
+            for f in layer.getFeatures():
+                g = QgsGeometry(f.geometry())
+                if tr is not None:
+                    g.transform(tr)
+                nf = QgsFeature(fields)
+                nf.setGeometry(g)
+                for name in fields.names():
+                    idx = layer.fields().indexOf(name)
+                    if idx >= 0:
+                        nf[name] = f.attributes()[idx]
+                nf["date"] = date    # a drawn car has no date of its own
+                if not nf["type"]:
+                    nf["type"] = "unknown"
+                feats.append(nf)
+        mem.dataProvider().addFeatures(feats)
+        mem.updateExtents()
+        return mem
+
+    def _ask_overwrite(self, paths):
+        existing = [p for p in paths if os.path.exists(p)]
+        if not existing:
+            return True
+        answer = QMessageBox.question(
+            self, "Railcar Counter", "%s already exist(s). Replace?" % ", ".join(existing))
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _export_chart_dialog(self, fmt):
+        path, _ = QFileDialog.getSaveFileName(self, "Save chart", "railcar_chart.%s" % fmt,
+                                              "%s (*.%s)" % (fmt.upper(), fmt))
+        if path:
+            if not path.lower().endswith("." + fmt):
+                path += "." + fmt
+            self.export_chart(path)
+
+    def _export_csv_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save table", "railcar_counts.csv",
+                                              "CSV (*.csv)")
+        if path:
+            if not path.lower().endswith(".csv"):
+                path += ".csv"
+            self.export_csv(path)
+
+    def _export_detections_dialog(self, per_date):
+        try:
+            if per_date:
+                folder = QFileDialog.getExistingDirectory(self, "Folder for one file per date")
+                if not folder:
+                    return
+                fmt, ok = _choose_format(self)
+                if not ok:
+                    return
+                self._export_ext = fmt
+                outs = [os.path.join(folder, "railcars_%s.%s" % (d, fmt))
+                        for d, _l in self.detection_layers()]
+                if not self._ask_overwrite(outs):
+                    return
+                for p in outs:
+                    _remove_vector(p)
+                written = self.export_detections(folder, per_date=True)
+            else:
+                path, _ = QFileDialog.getSaveFileName(
+                    self, "Save detections", "railcars.gpkg",
+                    "GeoPackage (*.gpkg);;ESRI Shapefile (*.shp)")
+                if not path:
+                    return
+                # The file dialog has already asked before replacing.
+                _remove_vector(path)
+                written = self.export_detections(path)
+            self.show_message("Wrote %s." % ", ".join(written), Qgis.MessageLevel.Info)
+        except InputError as exc:
+            self.show_message(str(exc))
+
+    # --------------------------------------------------------------- state
+    def state(self):
+        return {
+            "version": STATE_VERSION,
+            "site": self.site_edit.text(),
+            "sensitivity": self.sensitivity.value(),
+            "aoi": self.aoi_combo.currentData(),
+            "tracks": self.tracks_combo.currentData(),
+            "window": bl.window_to_dict(self.window()),
+            "band": self.band_combo.currentData(),
+            "rows": {lid: r.to_dict() for lid, r in self.rows.items()},
+            "imported": [{"date": p.date, "count": p.count, "note": p.note}
+                         for p in self.imported],
+        }
+
+    def apply_state(self, state):
+        self._restoring = True
+        try:
+            self.rows = {}
+            self._det_to_raster = {}
+            self.imported = []
+            state = state or {}
+            self.site_edit.setText(state.get("site") or "Railcar counts")
+            self.sensitivity.setValue(float(state.get("sensitivity", 0.5)))
+            self.imported = [bl.Point(d["date"], int(d["count"]), bl.IMPORTED,
+                                      d.get("note", ""))
+                             for d in state.get("imported", [])]
+            for lid, d in (state.get("rows") or {}).items():
+                layer = self.project.mapLayer(lid)
+                if isinstance(layer, QgsRasterLayer):
+                    self.rows[lid] = RowState.from_dict(lid, d)
+                    det = self._det_layer(self.rows[lid])
+                    if det is not None:
+                        self._watch_detection_layer(det, lid)
+                        self.rows[lid].count = count_freight(det)
+                    elif self.rows[lid].det_layer_id:
+                        self.rows[lid].det_layer_id = ""
+                        self.rows[lid].count = None
+                        self.rows[lid].status = "detections missing"
+            self._sync_rows()
+            self._fill_layer_combos()
+            aoi = state.get("aoi")
+            if aoi:
+                self.aoi_combo.setCurrentIndex(max(0, self.aoi_combo.findData(aoi)))
+            tracks = state.get("tracks")
+            if tracks:
+                self.tracks_combo.setCurrentIndex(max(0, self.tracks_combo.findData(tracks)))
+            band = state.get("band")
+            if band:
+                self.band_combo.setCurrentIndex(max(0, self.band_combo.findData(band)))
+            self.set_window(bl.window_from_dict(state.get("window")))
+        finally:
+            self._restoring = False
+        self.refresh()
+
+    def _load_state(self):
+        text, ok = self.project.readEntry(SCOPE, STATE_KEY, "")
+        state = None
+        if ok and text:
+            try:
+                state = json.loads(text)
+            except ValueError:
+                state = None
+        self.apply_state(state)
+
+    def _on_write_project(self, *args):
+        # Stored as one JSON entry: plain to read and to diff in the .qgs.
+        self.project.writeEntry(SCOPE, STATE_KEY, json.dumps(self.state()))
+
+    def _on_read_project(self, *args):
+        self._load_state()
+
+    def _on_project_cleared(self):
+        if self.task is not None:
+            self.task.cancel()
+        self._detections_dir = ""
+        self.apply_state(None)
+
+
+def _safe(text):
+    return "".join(c if c.isalnum() else "_" for c in text)
+
+
+def _remove_vector(path):
+    """Remove a vector file and a shapefile's sidecars (after the analyst
+    agreed to replace it)."""
+    base, ext = os.path.splitext(path)
+    exts = [".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx"] \
+        if ext.lower() == ".shp" else [ext]
+    for e in exts:
+        if os.path.exists(base + e):
+            os.remove(base + e)
+
+
+def _choose_format(parent):
+    box = QMessageBox(parent)
+    box.setWindowTitle("Railcar Counter")
+    box.setText("File format for the detections?")
+    gpkg = box.addButton("GeoPackage", QMessageBox.ButtonRole.AcceptRole)
+    shp = box.addButton("Shapefile", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    if clicked is gpkg:
+        return "gpkg", True
+    if clicked is shp:
+        return "shp", True
+    return "", False

@@ -1,0 +1,291 @@
+"""The analyst's panel driven for real: the plugin loaded through classFactory,
+the dock opened from its action, real raster layers in the QGIS project, the
+real detector running in a QgsTask. What is checked is what an analyst sees:
+the table, the layers, the chart, the summary, files written."""
+import csv
+import os
+import time
+
+import pytest
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsFeature,
+    QgsGeometry,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import Qt
+
+from railcar_counter.plugin.core import detector
+from railcar_counter.plugin.gui import dock as dock_mod
+
+COLS = dock_mod
+
+
+@pytest.fixture()
+def project(qgis_app):
+    p = QgsProject.instance()
+    p.clear()
+    yield p
+    p.clear()
+
+
+@pytest.fixture()
+def dock(plugin, project, iface, qtbot):
+    iface.mainWindow().resize(1366, 768)
+    iface.mainWindow().show()
+    plugin.toggle_dock()
+    d = plugin.dock
+    assert d is not None and d.isVisible()
+    d.resize(400, 900)
+    yield d
+    if d.task is not None:
+        d.cancel()
+        qtbot.waitUntil(lambda: d.task is None, timeout=20000)
+
+
+def add_raster(path, name=None):
+    layer = QgsRasterLayer(path, name or os.path.splitext(os.path.basename(path))[0])
+    assert layer.isValid(), path
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def table(d):
+    """[(include, name, date, count, status)] as shown."""
+    out = []
+    for i in range(d.table.rowCount()):
+        cells = [d.table.item(i, c) for c in range(5)]
+        out.append((cells[0].checkState() == Qt.CheckState.Checked, cells[1].text(),
+                    cells[2].text(), cells[3].text(), cells[4].text()))
+    return out
+
+
+def wait_done(d, qtbot, timeout=120000):
+    qtbot.waitUntil(lambda: d.task is None, timeout=timeout)
+
+
+@pytest.fixture()
+def site(raster_factory):
+    """Three dated images of a yard with 6, 8 and 12 cars per track."""
+    paths = []
+    for date, n in (("2021-05-01", 6), ("2022-06-01", 8), ("2023-10-05", 12)):
+        path, truth = raster_factory("yard_%s.tif" % date, bands=3, n_cars=n, tracks=1)
+        paths.append((path, date, truth["cars"]))
+    return paths
+
+
+def test_layers_appear_with_dates_and_follow_the_project(dock, project, raster_factory, qtbot):
+    a, _ = raster_factory("tumangang_20220601.tif", n_cars=3, tracks=1)
+    b, _ = raster_factory("scene_b.tif", n_cars=3, tracks=1,
+                          metadata={"TIFFTAG_DATETIME": "2019:03:10 10:30:00"})
+    c, _ = raster_factory("mystery.tif", n_cars=3, tracks=1)
+    add_raster(a)
+    lb = add_raster(b)
+    lc = add_raster(c)
+    rows = table(dock)
+    assert [r[1:3] for r in rows] == [("scene_b", "2019-03-10"),
+                                      ("tumangang_20220601", "2022-06-01"),
+                                      ("mystery", dock_mod.NO_DATE)]
+    assert rows[2][4] == dock_mod.NO_DATE        # undated clearly marked
+    # Renaming to a name with a date gives the layer that date.
+    lc.setName("mystery 2020_07_15")
+    assert ("mystery 2020_07_15", "2020-07-15") in [r[1:3] for r in table(dock)]
+    # Typing a date in the cell
+    i = dock.row_index(lb.id())
+    dock.table.item(i, COLS.COL_DATE).setText("05.10.2018")
+    assert ("scene_b", "2018-10-05") in [r[1:3] for r in table(dock)]
+    assert lb.temporalProperties().isActive()
+    dock.table.item(dock.row_index(lb.id()), COLS.COL_DATE).setText("not a date")
+    assert "not a date" in dock.message_label.text() and "YYYY-MM-DD" in dock.message_label.text()
+    # Removing a layer removes its row.
+    project.removeMapLayer(lb.id())
+    assert [r[1] for r in table(dock)] == ["mystery 2020_07_15", "tumangang_20220601"]
+
+
+def test_bad_input_says_what_to_do(dock, project, raster_factory, qtbot):
+    qtbot.mouseClick(dock.run_button, Qt.MouseButton.LeftButton)
+    assert "No raster layers" in dock.message_label.text()
+    assert dock.message_label.isVisible()
+    c, _ = raster_factory("mystery.tif", n_cars=3, tracks=1)
+    add_raster(c)
+    qtbot.mouseClick(dock.run_button, Qt.MouseButton.LeftButton)
+    assert "No acquisition date for: mystery" in dock.message_label.text()
+    assert "YYYY-MM-DD" in dock.message_label.text()
+    assert dock.task is None
+
+
+def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, qtbot):
+    layers = [add_raster(p) for p, _d, _n in site]
+    qtbot.mouseClick(dock.run_button, Qt.MouseButton.LeftButton)
+    assert dock.task is not None and not dock.run_button.isEnabled()
+    wait_done(dock, qtbot)
+    rows = table(dock)
+    assert [r[2] for r in rows] == ["2021-05-01", "2022-06-01", "2023-10-05"]
+    assert all(r[4] == "done" for r in rows), rows
+    counts = [int(r[3]) for r in rows]
+    # The panel shows what the detector finds (its accuracy is tested on its own).
+    for (path, _d, _n), got in zip(site, counts):
+        assert got == detector.count_railcars(path, detector.CountOptions()).count
+    group = project.layerTreeRoot().findGroup("Railcar counts")
+    assert group is not None
+    det_layers = [c.layer() for c in group.findLayers()]
+    assert sorted(l.name() for l in det_layers) == [
+        "railcars 2021-05-01", "railcars 2022-06-01", "railcars 2023-10-05"]
+    for l in det_layers:
+        tp = l.temporalProperties()
+        assert tp.isActive()
+        date = l.name().split()[-1]
+        assert tp.fixedTemporalRange().begin().date().toString("yyyy-MM-dd") == date
+        assert l.featureCount() >= 1
+    for l in layers:
+        assert l.temporalProperties().isActive()
+    assert dock.chart.plotted_points() == [(r[2], int(r[3])) for r in rows]
+    assert dock.summary_label.text() == dock.result.summary
+    assert dock.summary_label.text().startswith("2023-10-05: %d railcars" % counts[-1])
+    assert dock.progress.value() == 100
+    # Selecting a row zooms the map to that date's image.
+    canvas = dock.iface.mapCanvas()
+    dock.table.selectRow(0)
+    ext = canvas.extent()
+    img = layers[0].extent()
+    assert ext.contains(img.center())
+    assert ext.width() < img.width() * 3
+
+
+def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, qtbot):
+    for p, _d, _n in site:
+        add_raster(p)
+    dock.run()
+    wait_done(dock, qtbot)
+    row = dock.rows[[lid for lid, r in dock.rows.items() if r.date == "2023-10-05"][0]]
+    det = project.mapLayer(row.det_layer_id)
+    before = row.count
+    det.startEditing()
+    fid = next(det.getFeatures()).id()
+    det.deleteFeature(fid)                            # a false car
+    qtbot.waitUntil(lambda: row.count == before - 1, timeout=3000)
+    f = QgsFeature(det.fields())                      # a missed car drawn, no type
+    g = next(det.getFeatures()).geometry()
+    g.translate(0, 30)
+    f.setGeometry(g)
+    det.addFeature(f)
+    f2 = QgsFeature(det.fields())                     # a locomotive does not count
+    f2.setGeometry(QgsGeometry(g))
+    f2["type"] = "locomotive"
+    det.addFeature(f2)
+    qtbot.waitUntil(lambda: row.count == before, timeout=3000)
+    assert det.commitChanges()
+    f = QgsFeature(det.fields())
+    det.startEditing()
+    det.addFeature(f)
+    det.commitChanges()
+    qtbot.waitUntil(lambda: row.count == before + 1, timeout=3000)
+    assert ("2023-10-05", before + 1) in dock.chart.plotted_points()
+    assert str(before + 1) in dock.summary_label.text()
+
+
+def test_cancel_stops_quickly_and_keeps_counted_layers(dock, project, raster_factory, qtbot):
+    small, _ = raster_factory("yard_2020-01-01.tif", n_cars=4, tracks=1)
+    add_raster(small)
+    # A big image last: long enough to cancel in the middle of it.
+    big, _ = raster_factory("big_2021-01-01.tif", n_cars=900, tracks=8, bands=1)
+    add_raster(big)
+    started = []
+    dock.run()
+    dock.task.layerStarted.connect(started.append)
+    qtbot.waitUntil(lambda: len(started) == 2 or dock.task is None, timeout=60000)
+    assert dock.task is not None, "the big image was counted before it could be cancelled"
+    time.sleep(0.3)
+    t0 = time.time()
+    qtbot.mouseClick(dock.cancel_button, Qt.MouseButton.LeftButton)
+    wait_done(dock, qtbot, timeout=5000)
+    assert time.time() - t0 < 2.0
+    rows = {r[1]: r for r in table(dock)}
+    assert rows["yard_2020-01-01"][4] == "done" and rows["yard_2020-01-01"][3]
+    assert rows["big_2021-01-01"][4] == "cancelled"
+    assert "Cancelled" in dock.run_label.text()
+    group = project.layerTreeRoot().findGroup("Railcar counts")
+    assert [c.layer().name() for c in group.findLayers()] == ["railcars 2020-01-01"]
+
+
+def test_import_baseline_settings_and_exports(dock, project, site, qtbot, tmp_path):
+    for p, _d, _n in site:
+        add_raster(p)
+    dock.run()
+    wait_done(dock, qtbot)
+    hist = tmp_path / "history.csv"
+    hist.write_text("date,count,note\n2015-03-01,4,old report\n2016-03-01,5\n")
+    assert dock.import_counts(str(hist))
+    pts = dict(dock.chart.plotted_points())
+    assert pts["2015-03-01"] == 4 and pts["2016-03-01"] == 5
+    assert dock.result.stats.n == 4            # 2 imported + 2 earlier images
+    assert "2015-2022" in dock.summary_label.text()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("2015-03-01,4\n2016-02-30,5\n")
+    assert not dock.import_counts(str(bad))
+    assert "line 2" in dock.message_label.text()
+    # Baseline window: last 2 years before the latest date
+    dock.window_combo.setCurrentIndex(dock.window_combo.findData("last_years"))
+    dock.years_spin.setValue(2)
+    dock.end_edit.setDate(dock.end_edit.date().fromString("2023-10-05", "yyyy-MM-dd"))
+    assert dock.result.stats.n == 1
+    assert "Baseline (last 2 years" in dock.stats_label.text()
+    # Exports
+    out_csv = dock.export_csv(str(tmp_path / "t.csv"))
+    rows = list(csv.DictReader(open(out_csv)))
+    assert [r["source"] for r in rows].count("imported") == 2
+    assert rows[-1]["status"] and rows[-1]["baseline_n"] == "1"
+    for ext in ("png", "svg"):
+        p = dock.export_chart(str(tmp_path / ("c." + ext)))
+        assert os.path.getsize(p) > 1000
+    shp = dock.export_detections(str(tmp_path / "all.shp"))[0]
+    lay = QgsVectorLayer(shp, "all", "ogr")
+    assert lay.featureCount() == sum(int(r[3]) for r in table(dock)) + sum(
+        project.mapLayer(r.det_layer_id).featureCount() - r.count for r in dock.rows.values())
+    assert {f["date"] for f in lay.getFeatures()} == {"2021-05-01", "2022-06-01", "2023-10-05"}
+    written = dock.export_detections(str(tmp_path / "per_date"), per_date=True)
+    assert sorted(os.path.basename(p) for p in written) == [
+        "railcars_2021-05-01.shp", "railcars_2022-06-01.shp", "railcars_2023-10-05.shp"]
+
+
+def test_project_save_and_reload_restores_the_panel(dock, project, site, qtbot, tmp_path):
+    for p, _d, _n in site:
+        add_raster(p)
+    dock.sensitivity.setValue(0.65)
+    dock.site_edit.setText("Tumangang")
+    hist = tmp_path / "history.csv"
+    hist.write_text("2015-03-01,4\n")
+    dock.import_counts(str(hist))
+    dock.run()
+    wait_done(dock, qtbot)
+    first = sorted(dock.rows, key=lambda k: dock.rows[k].date)[0]
+    dock.table.item(dock.row_index(first), dock_mod.COL_INCLUDE).setCheckState(
+        Qt.CheckState.Unchecked)
+    assert not dock.rows[first].include
+    dock.window_combo.setCurrentIndex(dock.window_combo.findData("range"))
+    before_table = table(dock)
+    before_summary = dock.summary_label.text()
+    qgz = str(tmp_path / "site.qgz")
+    assert project.write(qgz)
+    project.clear()
+    assert dock.table.rowCount() == 0 and dock.imported == []
+    assert project.read(qgz)
+    qtbot.waitUntil(lambda: dock.table.rowCount() == 3, timeout=5000)
+    assert table(dock) == before_table
+    assert dock.summary_label.text() == before_summary
+    assert dock.sensitivity.value() == pytest.approx(0.65)
+    assert dock.site_edit.text() == "Tumangang"
+    assert dock.window_combo.currentData() == "range"
+    assert [p.date for p in dock.imported] == ["2015-03-01"]
+    # Links to detection layers survive: editing still updates the count.
+    row = [r for r in dock.rows.values() if r.date == "2023-10-05"][0]
+    det = project.mapLayer(row.det_layer_id)
+    assert det is not None and det.isValid()
+    n = row.count
+    det.startEditing()
+    det.deleteFeature(next(det.getFeatures()).id())
+    qtbot.waitUntil(lambda: row.count == n - 1, timeout=3000)
+    det.rollBack()
