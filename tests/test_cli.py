@@ -1,0 +1,135 @@
+"""The command line: `make count` and `python3 -m railcar_counter.plugin.cli
+count`, run as a user runs them, in a subprocess."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = "/usr/bin/python3"
+
+
+def cli(*args, cwd=None):
+    import railcar_counter
+    env = dict(os.environ, PYTHONPATH=str(Path(railcar_counter.__path__[0]).parent),
+               QT_QPA_PLATFORM="offscreen")
+    return subprocess.run([PY, "-m", "railcar_counter.plugin.cli", *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def files_in(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+def test_make_count(raster_factory, tmp_path):
+    """The stable, scripted interface: make count INPUT=... OUTPUT=..."""
+    path, truth = raster_factory("yard_2023-10-05.tif")
+    out = tmp_path / "out" / "cars.shp"
+    done = subprocess.run(["make", "-s", "-C", str(ROOT), "count", "INPUT=%s" % path,
+                           "OUTPUT=%s" % out], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()[-2:]
+    assert first.endswith("railcars (%s locomotives) in yard_2023-10-05.tif"
+                          % first.split("(")[1].split()[0])
+    count = int(first.split()[0])
+    assert abs(count - truth["cars"]) <= max(1, round(0.1 * truth["cars"])), first
+    assert second == str(out)
+    assert files_in(out.parent) == ["cars.cpg", "cars.dbf", "cars.prj", "cars.shp", "cars.shx"]
+
+
+def test_count_with_options_and_gpkg(raster_factory, vector_factory, tmp_path):
+    path, truth = raster_factory("yard.tif", kind="geographic")
+    xmin, ymin, xmax, ymax = truth["extent"]
+    aoi = vector_factory("aoi.gpkg", ["POLYGON((%r %r, %r %r, %r %r, %r %r, %r %r))" % (
+        xmin, ymin, xmax, ymin, xmax, ymax, xmin, ymax, xmin, ymin)], 4326)
+    out = tmp_path / "cars.gpkg"
+    done = cli("count", "--input", path, "--output", out, "--aoi", aoi,
+               "--sensitivity", "0.5", "--date", "2020-01-31")
+    assert done.returncode == 0, done.stderr
+    assert "railcars" in done.stdout and out.exists()
+    from qgis.core import QgsVectorLayer
+    layer = QgsVectorLayer(str(out), "cars", "ogr")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:4326"
+    assert {f["date"] for f in layer.getFeatures()} <= {"2020-01-31"}
+
+
+def test_refuses_to_overwrite(raster_factory, tmp_path):
+    path, _ = raster_factory("yard.tif", n_cars=3, tracks=1)
+    out = tmp_path / "cars.shp"
+    assert cli("count", "-i", path, "-o", out).returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("cars.*")}
+    again = cli("count", "-i", path, "-o", out)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in tmp_path.glob("cars.*")}
+    forced = cli("count", "-i", path, "-o", out, "--overwrite")
+    assert forced.returncode == 0, forced.stderr
+    assert sorted(p.name for p in tmp_path.glob("cars.*")) == sorted(p.name for p in before)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--input", "/nonexistent/scene.tif"], ["Input raster not found", "/nonexistent/scene.tif"]),
+    (["--aoi", "/nonexistent/aoi.gpkg"], ["Area of interest not found"]),
+    (["--sensitivity", "3"], ["between 0 and 1"]),
+    (["--date", "someday"], ["YYYY-MM-DD"]),
+])
+def test_user_errors_are_one_clear_line(raster_factory, tmp_path, args, words):
+    path, _ = raster_factory("yard.tif", n_cars=2, tracks=1)
+    full = ["count", "--input", path, "--output", tmp_path / "out" / "cars.shp"]
+    for i in range(0, len(args), 2):
+        if args[i] in full:
+            full[full.index(args[i]) + 1] = args[i + 1]
+        else:
+            full += args[i:i + 2]
+    done = cli(*full)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, done.stderr
+    for word in words:
+        assert word in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists() or files_in(tmp_path / "out") == []
+
+
+def test_failed_run_leaves_no_half_written_output(tmp_path):
+    """A raster the detector refuses (no georeferencing): the error is
+    explained and no file (shapefile sidecars, staging folder) is left."""
+    import numpy as np
+    from osgeo import gdal
+    src = str(tmp_path / "photo.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(src, 32, 32, 1, gdal.GDT_Byte)
+    ds.GetRasterBand(1).WriteArray(np.zeros((32, 32), dtype="uint8"))
+    ds = None
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    done = cli("count", "-i", src, "-o", out_dir / "cars.shp")
+    assert done.returncode == 1
+    assert "georeferenc" in done.stderr.lower() and "Traceback" not in done.stderr
+    assert files_in(out_dir) == []
+
+
+def test_staged_output_cleans_up_on_failure(tmp_path):
+    from railcar_counter.plugin.cli import staged_output
+    out = tmp_path / "cars.shp"
+    with pytest.raises(RuntimeError):
+        with staged_output(str(out)) as staged:
+            for ext in (".shp", ".shx", ".dbf"):
+                Path(staged).with_suffix(ext).write_text("partial")
+            raise RuntimeError("cancelled halfway")
+    assert files_in(tmp_path) == []
+    # On success every part is moved into place together.
+    with staged_output(str(out)) as staged:
+        for ext in (".shp", ".shx", ".dbf", ".prj"):
+            Path(staged).with_suffix(ext).write_text("done")
+    assert files_in(tmp_path) == ["cars.dbf", "cars.prj", "cars.shp", "cars.shx"]
+
+
+def test_help_lists_subcommands():
+    done = cli("--help")
+    assert done.returncode == 0
+    assert "count" in done.stdout
+    missing = cli()
+    assert missing.returncode == 2 and "COMMAND" in missing.stderr
