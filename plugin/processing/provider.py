@@ -4,6 +4,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..qgis_layers import ICON_PATH
 from .count_railcars import CountRailcarsAlgorithm
+from .count_series import CountSeriesAlgorithm
 
 
 def _algorithms():
@@ -11,6 +12,7 @@ def _algorithms():
     it here."""
     return [
         CountRailcarsAlgorithm(),
+        CountSeriesAlgorithm(),
     ]
 
 
