@@ -39,30 +39,27 @@ class RailcarCounterPlugin:
         self.iface.addPluginToRasterMenu(MENU, self.action)
 
     def toggle_dock(self, checked=None):
-        """Show or hide the dock; it is built on first use so loading QGIS
-        stays fast."""
+        """Show or hide the dock (the action is checkable: ``checked`` says
+        which); the dock is built on first use so loading QGIS stays fast."""
         if self.dock is None:
             from .gui.dock import RailcarCounterDock
             self.dock = RailcarCounterDock(self.iface, parent=self.iface.mainWindow())
             self.dock.setObjectName("RailcarCounterDock")  # lets QGIS remember its place
             self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.visibilityChanged.connect(self._dock_visibility_changed)
-            self.dock.setVisible(True)
-            self.dock.raise_()
+            show = True
         else:
-            visible = (not self.dock.isVisible()) if checked is None else bool(checked)
-            self.dock.setVisible(visible)
-            if visible:
-                self.dock.raise_()
-        self._sync_action()
+            show = self.dock.isHidden() if checked is None else bool(checked)
+        self.dock.setVisible(show)
+        if show:
+            self.dock.raise_()
+        if self.action is not None:
+            self.action.setChecked(show)
 
     def _dock_visibility_changed(self, visible):
+        # Closed with its own button, or tabbed behind another dock.
         if self.action is not None:
             self.action.setChecked(bool(visible))
-
-    def _sync_action(self):
-        if self.action is not None and self.dock is not None:
-            self.action.setChecked(self.dock.isVisible())
 
     def unload(self):
         if self.dock is not None:

@@ -12,6 +12,10 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if not os.environ.get("XDG_RUNTIME_DIR"):       # Qt warns without one
+    _runtime = os.path.join(tempfile.gettempdir(), "runtime-%d" % os.getuid())
+    os.makedirs(_runtime, mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = _runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
