@@ -7,9 +7,12 @@ aerial photos to 1 m satellite products. Each window carries a margin wider
 than the longest car; a car belongs to the window whose core holds its
 centre, and a last pass removes the few found twice near a seam.
 """
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 import math
 import os
+import threading
 
 import numpy as np
 from osgeo import gdal, ogr, osr
@@ -28,6 +31,7 @@ from .raster import RasterSource, _metres_per_degree
 WORK_GSD_MIN = 0.5        # finer imagery is averaged down to this (metres)
 TILE_M = 320.0            # core of a window, metres
 MARGIN_M = MAX_CAR_M + 16.0
+WORKERS = 2               # the machines analysts use have at least two cores
 
 
 @dataclass
@@ -117,6 +121,13 @@ def _aoi_pixel_bounds(src, aoi):
         raise InputError("The area of interest does not overlap the raster. Check that "
                          "it covers the imaged site.")
     return c0, r0, c1, r1
+
+
+def _window_box(src, win):
+    pts = [src.pixel_to_map(c, r) for c in (win.xoff, win.xoff + win.xsize)
+           for r in (win.yoff, win.yoff + win.ysize)]
+    xs, ys = zip(*pts)
+    return box(min(xs), min(ys), max(xs), max(ys))
 
 
 def _track_mask(src, win, tracks_ogr, work):
@@ -233,40 +244,58 @@ def count_railcars(path, options=None, progress=None, is_canceled=None, verifier
     bounds = _aoi_pixel_bounds(src, aoi) if aoi is not None else None
     aoi_test = prep(aoi) if aoi is not None else None
     tracks = _load_geometries(options.tracks_wkt, "tracks layer")
-    tracks_ds = _tracks_layer(src, tracks) if tracks else None
     geo = _Geo(src)
 
-    windows = list(_windows(src, work, bounds))
+    windows = [w for w in _windows(src, work, bounds)
+               if aoi is None or aoi.intersects(_window_box(src, w))]
     tol = 4.0 / work                                   # pixels, for seam ownership
-    found = []
-    for i, win in enumerate(windows):
-        if is_canceled is not None and is_canceled():
-            raise Canceled()
-        if aoi is not None:
-            wb = [src.pixel_to_map(c, r) for c, r in ((win.xoff, win.yoff),
-                  (win.xoff + win.xsize, win.yoff + win.ysize))]
-            if not aoi.intersects(box(min(wb[0][0], wb[1][0]), min(wb[0][1], wb[1][1]),
-                                      max(wb[0][0], wb[1][0]), max(wb[0][1], wb[1][1]))):
-                continue
-        gray, valid = src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
-        mask = _track_mask(src, win, tracks_ds[1], work) if tracks_ds else None
+    local = threading.local()
+
+    def run(win):
+        # GDAL handles are not shared between threads: one per worker
+        if not hasattr(local, "src"):
+            local.src = RasterSource(path)
+            local.tracks = _tracks_layer(src, tracks) if tracks else None
+        gray, _ = local.src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
+        mask = _track_mask(src, win, local.tracks[1], work) if tracks else None
         if mask is not None and not mask.any():
-            cars = []
-        else:
-            cars = detect_in_tile(gray, work, options.sensitivity, track_mask=mask,
-                                  verifier=verifier)
-        cx0, cy0, cx1, cy1 = win.core
-        for car in cars:
-            nx, ny = win.to_native(car.x, car.y)
-            if not (cx0 - tol * win.sx <= nx < cx1 + tol * win.sx and
-                    cy0 - tol * win.sy <= ny < cy1 + tol * win.sy):
-                continue
-            det = geo.detection(car, win, work)
-            if aoi_test is not None and not aoi_test.contains(Point(det.cx, det.cy)):
-                continue
-            found.append(det)
-        if progress is not None:
-            progress((i + 1) / len(windows))
+            return win, []
+        return win, detect_in_tile(gray, work, options.sensitivity, track_mask=mask,
+                                   verifier=verifier)
+
+    found = []
+    done = 0
+    # Two workers (numpy and GDAL release the GIL); a bounded queue keeps
+    # memory flat whatever the raster size.
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        pending = deque()
+        todo = iter(windows)
+        while True:
+            while len(pending) < 2 * WORKERS:
+                win = next(todo, None)
+                if win is None:
+                    break
+                pending.append(pool.submit(run, win))
+            if not pending:
+                break
+            win, cars = pending.popleft().result()
+            if is_canceled is not None and is_canceled():
+                for f in pending:
+                    f.cancel()
+                raise Canceled()
+            cx0, cy0, cx1, cy1 = win.core
+            for car in cars:
+                nx, ny = win.to_native(car.x, car.y)
+                if not (cx0 - tol * win.sx <= nx < cx1 + tol * win.sx and
+                        cy0 - tol * win.sy <= ny < cy1 + tol * win.sy):
+                    continue
+                det = geo.detection(car, win, work)
+                if aoi_test is not None and not aoi_test.contains(Point(det.cx, det.cy)):
+                    continue
+                found.append(det)
+            done += 1
+            if progress is not None:
+                progress(done / len(windows))
     units_per_m = math.hypot(src.gt[1], src.gt[4]) / src.gsd_x_m
     dets = _deduplicate(found, 30.0 * units_per_m)
     date = options.date or raster_date(path)

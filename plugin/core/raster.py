@@ -10,11 +10,6 @@ from .errors import InputError
 
 gdal.UseExceptions()
 
-# Colour interpretations that carry visible light, in the order we prefer.
-_VISIBLE = (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_GrayIndex,
-            gdal.GCI_PanBand if hasattr(gdal, "GCI_PanBand") else -99)
-
-
 def _metres_per_degree(lat_deg):
     """Length of one degree of latitude and of longitude (WGS84) at ``lat``."""
     p = math.radians(lat_deg)
@@ -110,12 +105,12 @@ class RasterSource:
         interps = [ds.GetRasterBand(i + 1).GetColorInterpretation() for i in range(n)]
         self.alpha_band = next((i + 1 for i, c in enumerate(interps)
                                 if c == gdal.GCI_AlphaBand), None)
-        visible = [i + 1 for i, c in enumerate(interps) if c in _VISIBLE]
-        if not visible:
-            others = [i + 1 for i in range(n) if i + 1 != self.alpha_band]
-            visible = others[:3] if len(others) >= 3 else others[:1]
-        if len(visible) > 3:
-            visible = visible[:3]
+        rgb = [i + 1 for i, c in enumerate(interps)
+               if c in (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand)]
+        others = [i + 1 for i in range(n) if i + 1 != self.alpha_band]
+        # GeoTIFFs without photometric tags call band 1 'gray' and the rest
+        # 'undefined': take three or more such bands as B,G,R(,NIR) or R,G,B
+        visible = rgb if rgb else (others[:3] if len(others) >= 3 else others[:1])
         self.bands = visible or [1]
         b = ds.GetRasterBand(self.bands[0])
         self.nodata = [ds.GetRasterBand(i).GetNoDataValue() for i in self.bands]

@@ -1,0 +1,94 @@
+"""The detector's building blocks, without QGIS: pixel sizes from any CRS,
+band layouts, rotation, train splitting."""
+import math
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from railcar_counter.plugin.core.cars import split_train
+from railcar_counter.plugin.core.errors import InputError
+from railcar_counter.plugin.core.imaging import RotatedFrame
+from railcar_counter.plugin.core.raster import RasterSource
+
+
+def _write(path, epsg, gt, width=100, height=100, bands=1, dtype=gdal.GDT_Byte, nodata=None):
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, bands, dtype)
+    ds.SetGeoTransform(gt)
+    if epsg:
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(epsg)
+        ds.SetProjection(srs.ExportToWkt())
+    rng = np.random.default_rng(0)
+    for b in range(bands):
+        band = ds.GetRasterBand(b + 1)
+        band.WriteArray(rng.integers(1, 200, (height, width)).astype(np.uint16))
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+    ds = None
+    return str(path)
+
+
+@pytest.mark.parametrize("epsg, gt, expected", [
+    (32652, (500000, 0.5, 0, 4700000, 0, -0.5), 0.5),                   # UTM metres
+    (4326, (130.6, 0.5 / 82200.0, 0, 42.42, 0, -0.5 / 111050.0), 0.5),  # degrees at 42 N
+    (2263, (980000, 1.0, 0, 200000, 0, -1.0), 0.3048),                  # US feet
+    (3857, (14538000, 1.0, 0, 5225000, 0, -1.0), 1.0 * math.cos(math.radians(42.42))),  # Web Mercator
+])
+def test_pixel_size_in_metres_from_any_crs(tmp_path, epsg, gt, expected):
+    src = RasterSource(_write(tmp_path / "r.tif", epsg, gt))
+    assert src.gsd_m == pytest.approx(expected, rel=0.03)
+
+
+def test_raster_without_georeferencing_is_refused_with_advice(tmp_path):
+    path = _write(tmp_path / "plain.tif", None, (0, 1, 0, 0, 0, 1))
+    with pytest.raises(InputError, match="georeference"):
+        RasterSource(path)
+
+
+def test_missing_file_says_so(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        RasterSource(str(tmp_path / "nope.tif"))
+
+
+def test_four_band_uint16_uses_visible_bands_and_masks_nodata(tmp_path):
+    path = _write(tmp_path / "bgrn.tif", 32652, (500000, 0.5, 0, 4700000, 0, -0.5),
+                  bands=4, dtype=gdal.GDT_UInt16, nodata=0)
+    ds = gdal.Open(path, gdal.GA_Update)
+    a = ds.GetRasterBand(1).ReadAsArray()
+    a[:10, :] = 0
+    for b in range(4):
+        ds.GetRasterBand(b + 1).WriteArray(a)
+    ds = None
+    src = RasterSource(path)
+    assert src.bands == [1, 2, 3]
+    gray, valid = src.read(0, 0, 100, 100, 100, 100)
+    assert not valid[:10].any() and valid[10:].all()
+    assert np.isnan(gray[:10]).all()
+    assert 0.0 <= np.nanpercentile(gray, 50) <= 1.0
+
+
+def test_rotated_frame_round_trip():
+    img = np.zeros((60, 80), np.float32)
+    img[30, 40] = 1.0
+    frame = RotatedFrame(img.shape, math.radians(30))
+    R = frame.sample(img, fill=0.0)
+    v, u = np.unravel_index(np.argmax(R), R.shape)
+    x, y = frame.to_image(u, v)
+    assert abs(x - 40) <= 1 and abs(y - 30) <= 1
+
+
+def test_train_split_at_visible_gaps():
+    gsd = 0.5
+    ev = np.ones(int(3 * 15.0 / gsd))
+    for cut in (30, 60):                 # gaps every 15 m
+        ev[cut] = 6.0
+    cuts = split_train(ev, gsd)
+    assert len(cuts) - 1 == 3
+    assert all(abs(c - e) <= 1 for c, e in zip(cuts[1:-1], (30, 60)))
+
+
+def test_train_without_visible_gaps_is_counted_from_its_length():
+    gsd = 1.0
+    ev = np.ones(int(10 * 14.5 / gsd))   # ten 14.5 m cars, gaps invisible
+    assert len(split_train(ev, gsd)) - 1 == pytest.approx(10, abs=1)
