@@ -319,4 +319,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under "python3 -m" this file is __main__, a second copy of the module:
+    # run the package's copy so subcommands registered by extension modules
+    # (and their UserError) are the ones main() sees.
+    from . import cli as _cli
+    sys.exit(_cli.main())
