@@ -63,6 +63,7 @@ class RailcarCounterPlugin:
 
     def unload(self):
         if self.dock is not None:
+            self.dock.unload()     # cancels a running count, drops project signals
             try:
                 self.dock.visibilityChanged.disconnect(self._dock_visibility_changed)
             except (TypeError, RuntimeError):

@@ -394,9 +394,6 @@ class RailcarCounterDock(QgsDockWidget):
                 self._disconnect_layer(layer)
         self._connected_layers.clear()
 
-    def closeEvent(self, event):
-        super().closeEvent(event)
-
     def unload(self):
         """Called by the plugin on unload: stop work, let go of signals."""
         if self.task is not None:
