@@ -6,10 +6,10 @@ import csv
 import os
 import time
 
+import numpy as np
 import pytest
+from conftest import simple_yard, write_raster
 from qgis.core import (
-    Qgis,
-    QgsApplication,
     QgsFeature,
     QgsGeometry,
     QgsProject,
@@ -187,28 +187,30 @@ def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, 
     assert str(before + 1) in dock.summary_label.text()
 
 
-def test_cancel_stops_quickly_and_keeps_counted_layers(dock, project, raster_factory, qtbot):
+def test_cancel_stops_quickly_and_keeps_counted_layers(dock, project, raster_factory,
+                                                       tmp_path, qtbot):
     small, _ = raster_factory("yard_2020-01-01.tif", n_cars=4, tracks=1)
     add_raster(small)
-    # A big image last: long enough to cancel in the middle of it.
-    big, _ = raster_factory("big_2021-01-01.tif", n_cars=900, tracks=8, bands=1)
-    add_raster(big)
-    started = []
+    # A long yard image (3000 x 1940 px, thousands of cars, ~4 s to count)
+    # counted second: Cancel lands in the middle of it.
+    img, _c = simple_yard(n_cars=60, tracks=2)
+    big = write_raster(tmp_path / "big_2021-01-01.tif",
+                       (np.tile(img, (30, 1)) * 255).astype("uint8"))
+    big_layer = add_raster(big)
     dock.run()
-    dock.task.layerStarted.connect(started.append)
-    qtbot.waitUntil(lambda: len(started) == 2 or dock.task is None, timeout=60000)
-    assert dock.task is not None, "the big image was counted before it could be cancelled"
-    time.sleep(0.3)
+    qtbot.waitUntil(lambda: dock.rows[big_layer.id()].status.startswith("counting "),
+                    timeout=60000)
     t0 = time.time()
     qtbot.mouseClick(dock.cancel_button, Qt.MouseButton.LeftButton)
     wait_done(dock, qtbot, timeout=5000)
     assert time.time() - t0 < 2.0
     rows = {r[1]: r for r in table(dock)}
     assert rows["yard_2020-01-01"][4] == "done" and rows["yard_2020-01-01"][3]
-    assert rows["big_2021-01-01"][4] == "cancelled"
+    assert rows["big_2021-01-01"][4] == "cancelled" and rows["big_2021-01-01"][3] == ""
     assert "Cancelled" in dock.run_label.text()
     group = project.layerTreeRoot().findGroup("Railcar counts")
     assert [c.layer().name() for c in group.findLayers()] == ["railcars 2020-01-01"]
+    assert dock.run_button.isEnabled()
 
 
 def test_import_baseline_settings_and_exports(dock, project, site, qtbot, tmp_path):

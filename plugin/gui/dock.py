@@ -18,15 +18,11 @@ from qgis.core import (
     QgsDateTimeRange,
     QgsFeature,
     QgsGeometry,
-    QgsLayerTreeGroup,
-    QgsMapLayer,
     QgsProject,
     QgsRasterLayer,
-    QgsRasterLayerTemporalProperties,
     QgsRectangle,
     QgsVectorFileWriter,
     QgsVectorLayer,
-    QgsVectorLayerTemporalProperties,
     QgsWkbTypes,
 )
 from qgis.gui import QgsDockWidget
