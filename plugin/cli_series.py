@@ -306,16 +306,13 @@ def _package_dir():
 
 
 def _truth_count(t):
+    """Freight cars a person could count (locomotives and cars hidden under
+    clouds left out) from the generator's truth: a list of TruthCar."""
     if t is None:
-        return None
-    if isinstance(t, dict):
-        for key in ("cars", "count", "freight"):
-            if key in t:
-                return t[key]
         return None
     if isinstance(t, (int, float)):
         return int(t)
-    return len(t) if hasattr(t, "__len__") else None
+    return sum(1 for c in t if c.is_freight() and not getattr(c, "hidden", False))
 
 
 def _read_csv(path):
