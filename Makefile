@@ -28,7 +28,7 @@ DATE ?=
 OVERWRITE ?=
 CLI := PYTHONPATH=$(BUILD) $(PY) -m $(PLUGIN_NAME).plugin.cli
 
-.PHONY: setup venv test demo count bench-accuracy bench-speed install uninstall zip clean
+.PHONY: setup venv link test demo count bench-accuracy bench-speed install uninstall zip clean
 
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -50,27 +50,30 @@ $(VENV)/.done: | setup
 
 venv: $(VENV)/.done
 
-$(PKG_LINK):
-	mkdir -p $(BUILD)
-	ln -sfn "$(CURDIR)" $(PKG_LINK)
+# The checkout as the package railcar_counter, whatever its folder is called.
+# Relative, and remade every time, so a moved or copied checkout never
+# imports another one's code.
+link:
+	@mkdir -p $(BUILD)
+	@ln -sfn .. $(PKG_LINK)
 
-test: setup venv $(PKG_LINK)
+test: setup venv link
 	$(VPY) -m pytest tests -q
 
-demo: setup $(PKG_LINK)
+demo: setup link
 	PYTHONPATH=$(BUILD) $(PY) -m $(PLUGIN_NAME).plugin.cli demo --out demo_output
 
-count: setup $(PKG_LINK)
+count: setup link
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "Usage: make count INPUT=scene.tif OUTPUT=cars.shp [AOI=area.gpkg] [TRACKS=rails.gpkg] [SENSITIVITY=0.5] [DATE=YYYY-MM-DD] [OVERWRITE=1]"; exit 2; }
 	@$(CLI) count --input "$(INPUT)" --output "$(OUTPUT)" \
 		$(if $(AOI),--aoi "$(AOI)") $(if $(TRACKS),--tracks "$(TRACKS)") \
 		$(if $(SENSITIVITY),--sensitivity "$(SENSITIVITY)") $(if $(DATE),--date "$(DATE)") \
 		$(if $(OVERWRITE),--overwrite)
 
-bench-accuracy: setup $(PKG_LINK)
+bench-accuracy: setup link
 	PYTHONPATH=$(BUILD) $(PY) tests/benchmarks/bench_accuracy.py
 
-bench-speed: setup $(PKG_LINK)
+bench-speed: setup link
 	PYTHONPATH=$(BUILD) $(PY) tests/benchmarks/bench_speed.py
 
 # make install: copy into the QGIS profile; make install LINK=1: symlink, so
