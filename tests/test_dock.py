@@ -234,7 +234,8 @@ def test_import_baseline_settings_and_exports(dock, project, site, qtbot, tmp_pa
     dock.years_spin.setValue(2)
     dock.end_edit.setDate(dock.end_edit.date().fromString("2023-10-05", "yyyy-MM-dd"))
     assert dock.result.stats.n == 1
-    assert "Baseline (last 2 years" in dock.stats_label.text()
+    assert "last 2 years before 2023-10-05" in dock.stats_label.toolTip()
+    assert "Baseline 2022 (1 date)" in dock.stats_label.text()
     # Exports
     out_csv = dock.export_csv(str(tmp_path / "t.csv"))
     rows = list(csv.DictReader(open(out_csv)))

@@ -62,9 +62,9 @@ def draw(fig, res, band="minmax", title=""):
 
     if s.n:
         if band == "std":
-            b0, b1, band_label = s.mean - s.std, s.mean + s.std, "baseline mean \u00b1 std"
+            b0, b1, band_label = s.mean - s.std, s.mean + s.std, "mean \u00b1 std"
         else:
-            b0, b1, band_label = s.min, s.max, "baseline min\u2013max"
+            b0, b1, band_label = s.min, s.max, "min\u2013max"
         w0, w1 = _day(s.first) - pad / 2, _day(s.last) + pad / 2
         # Band over the window's dates, carried on lightly to the end so the
         # later dates are read against it.
@@ -84,14 +84,14 @@ def draw(fig, res, band="minmax", title=""):
     imp = [r for r in rows if r.source != bl.IMAGERY]
     if img:
         art = ax.scatter([_day(r.date) for r in img], [r.count for r in img], s=22,
-                         color=COLOURS["line"], zorder=4, label="counted on imagery",
+                         color=COLOURS["line"], zorder=4, label="imagery",
                          picker=True)
         art.set_pickradius(6)
         picks[art] = [r.date for r in img]
     if imp:
         art = ax.scatter([_day(r.date) for r in imp], [r.count for r in imp], s=26,
                          marker="s", facecolor="white", edgecolor=COLOURS["imported"],
-                         linewidths=1.3, zorder=4, label="imported count", picker=True)
+                         linewidths=1.3, zorder=4, label="imported", picker=True)
         art.set_pickradius(6)
         picks[art] = [r.date for r in imp]
     brk = [r for r in rows if r.breaks]
@@ -100,7 +100,7 @@ def draw(fig, res, band="minmax", title=""):
                    facecolor="none",
                    edgecolor=[COLOURS["low"] if r.status == "low" else COLOURS["break"]
                               for r in brk],
-                   linewidths=2, zorder=5, label="breaks the baseline")
+                   linewidths=2, zorder=5, label="breaks baseline")
         for r in brk:
             ax.annotate("%d" % r.count, (_day(r.date), r.count), xytext=(-6, 6),
                         textcoords="offset points", ha="right", fontsize=small,
@@ -108,7 +108,7 @@ def draw(fig, res, band="minmax", title=""):
 
     ax.set_xlim(x0, x1)
     top = max([r.count for r in rows] + ([s.max] if s.n else []))
-    ax.set_ylim(0, top * 1.18 + 1)
+    ax.set_ylim(0, top * 1.12 + 1)
     ax.set_ylabel("railcars", fontsize=small)
     ax.tick_params(labelsize=small)
     span_years = (hi - lo).days / 365.25
@@ -122,10 +122,12 @@ def draw(fig, res, band="minmax", title=""):
     ax.grid(True, axis="y", color="#dddddd", lw=0.6)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    ax.legend(fontsize=small - 1, loc="upper left", frameon=False, ncol=2,
-              handlelength=1.6, columnspacing=0.8, borderaxespad=0.2)
+    # Legend above the plot: never over the points, whatever the counts.
+    ax.legend(fontsize=small - 1, loc="lower left", bbox_to_anchor=(0.0, 1.01),
+              frameon=False, ncol=3, handlelength=1.5, columnspacing=0.8,
+              borderaxespad=0.0, handletextpad=0.4)
     if title:
-        ax.set_title(title, fontsize=small + 1)
+        fig.suptitle(title, fontsize=small + 1)
     fig.tight_layout(pad=0.6)
     return ax, picks
 

@@ -62,7 +62,8 @@ class SeriesChart(QWidget):
         try:
             self.figure.tight_layout(pad=0.6)
         except Exception:      # too small to lay out while the dock is resized
-            pass
+            return
+        self.canvas.draw_idle()
 
     def _on_pick(self, event):
         dates = self._picks.get(event.artist)

@@ -34,6 +34,7 @@ from qgis.PyQt.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -41,6 +42,8 @@ from qgis.PyQt.QtWidgets import (
     QMenu,
     QMessageBox,
     QProgressBar,
+    QScrollArea,
+    QSizePolicy,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -179,8 +182,10 @@ class RailcarCounterDock(QgsDockWidget):
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(COL_DATE, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(COL_COUNT, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(COL_STATUS, QHeaderView.ResizeMode.Interactive)
-        self.table.setColumnWidth(COL_STATUS, 90)
+        header.setSectionResizeMode(COL_STATUS, QHeaderView.ResizeMode.ResizeToContents)
+        # Long image names keep their start and their date visible.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setMinimumHeight(6 * self.table.verticalHeader().defaultSectionSize())
         self.table.setToolTip("Tick the images to count. Double-click a date to type "
                               "one (YYYY-MM-DD). Select a row to zoom to that date.")
         self.table.itemChanged.connect(self._on_item_changed)
@@ -191,6 +196,7 @@ class RailcarCounterDock(QgsDockWidget):
         self.stats_label = QLabel("")
         self.stats_label.setWordWrap(True)
         self.stats_label.setStyleSheet("QLabel { color: #333333; }")
+        self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         chart_box = QWidget()
         cv = QVBoxLayout(chart_box)
         cv.setContentsMargins(0, 0, 0, 0)
@@ -203,6 +209,7 @@ class RailcarCounterDock(QgsDockWidget):
         self.splitter.addWidget(chart_box)
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
+        chart_box.setMinimumHeight(260)
         self.splitter.setChildrenCollapsible(False)
         v.addWidget(self.splitter, 1)
 
@@ -224,14 +231,23 @@ class RailcarCounterDock(QgsDockWidget):
         v.addLayout(run_row)
         self.run_label = QLabel("")
         self.run_label.setStyleSheet("QLabel { color: #555555; }")
+        self.run_label.setWordWrap(True)
         v.addWidget(self.run_label)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(self._build_count_tab(), "Count")
         self.tabs.addTab(self._build_baseline_tab(), "Baseline")
         self.tabs.addTab(self._build_export_tab(), "Export")
+        self.tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         v.addWidget(self.tabs)
-        self.setWidget(root)
+        # Scrolls rather than squeezes when the dock is short (1366 x 768).
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(root)
+        root.setMinimumHeight(620)
+        self.setWidget(scroll)
         self.setMinimumWidth(320)
 
     def _build_count_tab(self):
@@ -715,19 +731,25 @@ class RailcarCounterDock(QgsDockWidget):
         self.summary_label.setText(res.summary)
         self._style_summary(res.latest.status if res.latest else "")
         s = res.stats
+        lines = []
         if s.n:
-            self.stats_label.setText(
-                "Baseline (%s, %d dates, %s): mean %.1f, median %s, min %s, max %s, "
-                "std %.1f, MAD %s." % (res.window.describe(), s.n, s.years_text(),
-                                       s.mean, bl._num(s.median), bl._num(s.min),
-                                       bl._num(s.max), s.std, bl._num(s.mad)))
+            lines.append("Baseline %s (%d date%s): mean %.1f \u00b7 median %s \u00b7 "
+                         "min %s \u00b7 max %s \u00b7 std %.1f \u00b7 MAD %s" % (
+                             s.years_text(), s.n, "" if s.n == 1 else "s", s.mean,
+                             bl._num(s.median), bl._num(s.min), bl._num(s.max), s.std,
+                             bl._num(s.mad)))
         else:
-            self.stats_label.setText("Baseline: no dates in the window yet.")
-        if res.latest is not None and res.latest.score is not None:
-            self.stats_label.setText(self.stats_label.text() + (
-                " Latest: %.1f\u00d7 max, %.1f\u00d7 mean, score %.1f." % (
-                    res.latest.ratio_max or 0, res.latest.ratio_mean or 0,
-                    res.latest.score)))
+            lines.append("Baseline: no dates in the window yet.")
+        latest = res.latest
+        if latest is not None and latest.score is not None and not latest.in_baseline:
+            lines.append("Latest: %s \u00d7 max \u00b7 %s \u00d7 mean \u00b7 robust score "
+                         "%.1f" % (_ratio(latest.ratio_max), _ratio(latest.ratio_mean),
+                                    latest.score))
+        self.stats_label.setText("\n".join(lines))
+        self.stats_label.setToolTip(
+            "Baseline window: %s.\nRobust score: distance from the baseline median in "
+            "MADs (x1.4826).\nA date breaks the baseline above the maximum with a score "
+            "of 3.5 or more, or below the minimum with -3.5 or less." % res.window.describe())
         self.chart.plot(res, self.band_combo.currentData())
 
     # ------------------------------------------------------------ imported
@@ -1325,6 +1347,10 @@ class RailcarCounterDock(QgsDockWidget):
             self.task.cancel()
         self._detections_dir = ""
         self.apply_state(None)
+
+
+def _ratio(value):
+    return "\u2013" if value is None else "%.1f" % value
 
 
 def _safe(text):
