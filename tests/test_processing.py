@@ -240,3 +240,29 @@ def test_batch_of_rasters(processing_ready, raster_factory, tmp_path):
         results = run_count({"INPUT": path, "OUTPUT": str(tmp_path / ("c%d.gpkg" % i))})
         totals.append((results["COUNT"] + results["LOCOMOTIVES"], truth["cars"]))
     assert all(close_to(found, cars) for found, cars in totals), totals
+
+
+@pytest.mark.parametrize("crs, bands, dtype", [("EPSG:4326", "bgrn", "uint16"),
+                                               ("EPSG:32652", "pan", "uint8")])
+def test_realistic_synthetic_yard(processing_ready, vector_factory, tmp_path, crs, bands,
+                                  dtype):
+    """A generated yard with shadows, look-alikes and every car type, with
+    and without the scene's tracks as a layer: the count is close to the
+    truth."""
+    from railcar_counter.plugin.core import synthetic
+    spec = synthetic.SceneSpec(name="yard", seed=3, size_m=(220.0, 220.0), crs=crs,
+                               bands=bands, dtype=dtype, n_tracks=6, date="2023-10-05")
+    path = str(tmp_path / "yard.tif")
+    synthetic.generate_scene(spec, path)
+    truth = synthetic.load_truth(path, include_hidden=False)
+    freight = sum(1 for car in truth if car.is_freight())
+    info = synthetic.load_scene_info(path)
+    epsg = int(crs.split(":")[1])
+    tracks = vector_factory("tracks.gpkg", info["tracks"], epsg, ogr.wkbLineString)
+    for params in ({}, {"TRACKS": tracks}):
+        out = tmp_path / ("cars%d.gpkg" % len(params))
+        results = run_count(dict(params, INPUT=path, OUTPUT=str(out)))
+        feats = check_output(load(out), results, epsg)
+        assert close_to(results["COUNT"], freight), (params.keys(), results["COUNT"], freight)
+        assert {f["date"] for f in feats} <= {"2023-10-05"}      # TIFFTAG_DATETIME
+
