@@ -135,18 +135,15 @@ def source_wkts(source, dest_crs, transform_context=None, geometry_type=None,
 
 def layer_wkts(layer, dest_crs, transform_context=None, selected_only=False,
                geometry_type=None, what="layer"):
-    """Like :func:`source_wkts` for a QgsVectorLayer, optionally only its
-    selected features (the dock's "selected features only")."""
+    """Like :func:`source_wkts` for a QgsVectorLayer; with ``selected_only``
+    and a selection, only the selected features (the dock's option)."""
     if layer is None:
         return []
+    source = layer
     if selected_only and layer.selectedFeatureCount():
         from qgis.core import QgsVectorLayerSelectedFeatureSource
         source = QgsVectorLayerSelectedFeatureSource(layer)
-        if geometry_type is not None and \
-                QgsWkbTypes.geometryType(layer.wkbType()) != geometry_type:
-            return source_wkts(layer, dest_crs, transform_context, geometry_type, what)
-        return source_wkts(source, dest_crs, transform_context, None, what)
-    return source_wkts(layer, dest_crs, transform_context, geometry_type, what)
+    return source_wkts(source, dest_crs, transform_context, geometry_type, what)
 
 
 def raster_file_path(layer):
