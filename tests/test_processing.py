@@ -266,3 +266,30 @@ def test_realistic_synthetic_yard(processing_ready, vector_factory, tmp_path, cr
         assert close_to(results["COUNT"], freight), (params.keys(), results["COUNT"], freight)
         assert {f["date"] for f in feats} <= {"2023-10-05"}      # TIFFTAG_DATETIME
 
+
+
+def test_date_from_layer_temporal_properties(processing_ready, raster_factory, tmp_path):
+    from qgis.core import QgsDateTimeRange, QgsRasterLayerTemporalProperties
+    from qgis.PyQt.QtCore import QDate, QDateTime, QTime
+    path, _ = raster_factory("scene.tif", n_cars=3, tracks=1)
+    layer = QgsRasterLayer(path, "scene")
+    props = layer.temporalProperties()
+    props.setMode(QgsRasterLayerTemporalProperties.ModeFixedTemporalRange)
+    start = QDateTime(QDate(2020, 5, 6), QTime(0, 0))
+    props.setFixedTemporalRange(QgsDateTimeRange(start, start.addDays(1)))
+    props.setIsActive(True)
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        out = tmp_path / "cars.gpkg"
+        run_count({"INPUT": layer.id(), "OUTPUT": str(out)})
+        assert {f["date"] for f in load(out).getFeatures()} <= {"2020-05-06"}
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_empty_area_of_interest_is_explained(processing_ready, raster_factory, vector_factory,
+                                             tmp_path):
+    path, _ = raster_factory("yard.tif", n_cars=2, tracks=1)
+    aoi = vector_factory("empty.gpkg", [], 32652)
+    with pytest.raises(QgsProcessingException, match="no polygons"):
+        run_count({"INPUT": path, "AOI": aoi, "OUTPUT": str(tmp_path / "x.gpkg")})

@@ -46,10 +46,24 @@ class DetectionStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         return DetectionStylePostProcessor.instance
 
 
-def resolve_date(typed, layer_name, path):
+def layer_temporal_date(layer):
+    """Start date of a layer's fixed temporal range (Layer Properties >
+    Temporal), or ""."""
+    try:
+        props = layer.temporalProperties()
+        if props is None or not props.isActive():
+            return ""
+        begin = props.fixedTemporalRange().begin()
+        return begin.date().toString("yyyy-MM-dd") if begin.isValid() else ""
+    except (AttributeError, RuntimeError):
+        return ""
+
+
+def resolve_date(typed, layer, path):
     """The acquisition date to write: what the user typed (any form
-    dates.date_from_text reads), else the layer's name, else the file's name
-    or metadata. Raises InputError for a typed value that is not a date."""
+    dates.date_from_text reads), else the layer's name, its temporal
+    properties, the file's name or its metadata. Raises InputError for a
+    typed value that is not a date."""
     typed = (typed or "").strip()
     if typed:
         iso = dates.date_from_text(typed)
@@ -59,7 +73,8 @@ def resolve_date(typed, layer_name, path):
                 "(for example 2023-10-05), or leave it empty to read it from "
                 "the layer name or the raster's metadata." % typed)
         return iso
-    return dates.date_from_text(layer_name) or dates.raster_date(path)
+    return (dates.date_from_text(layer.name()) or layer_temporal_date(layer)
+            or dates.raster_date(path))
 
 
 class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
@@ -141,14 +156,13 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             path = raster_file_path(layer)
             crs = layer.crs()
             transform_context = context.transformContext()
-            aoi = source_wkts(
-                self.parameterAsSource(parameters, self.AOI, context), crs,
-                transform_context, QgsWkbTypes.PolygonGeometry, "area of interest")
-            if parameters.get(self.AOI) not in (None, "") and not aoi:
+            aoi_source = self.parameterAsSource(parameters, self.AOI, context)
+            aoi = source_wkts(aoi_source, crs, transform_context,
+                              QgsWkbTypes.PolygonGeometry, "area of interest")
+            if aoi_source is not None and not aoi:
                 raise InputError(
-                    "The area of interest has no polygons (or none survived "
-                    "reprojection). Draw the area, or leave the parameter empty "
-                    "to count the whole image.")
+                    "The area of interest has no polygons. Draw the area, or leave "
+                    "the parameter empty to count the whole image.")
             tracks = source_wkts(
                 self.parameterAsSource(parameters, self.TRACKS, context), crs,
                 transform_context, QgsWkbTypes.LineGeometry, "rail tracks")
@@ -156,7 +170,7 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             if parameters.get(self.SENSITIVITY) not in (None, ""):
                 sensitivity = self.parameterAsDouble(parameters, self.SENSITIVITY, context)
             date = resolve_date(self.parameterAsString(parameters, self.DATE, context),
-                                layer.name(), path)
+                                layer, path)
             source = os.path.basename(path) or layer.name()
             if not date:
                 feedback.pushWarning(
