@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 from dataclasses import dataclass, field
 
@@ -1322,16 +1323,22 @@ class _Scene:
         wn = np.random.default_rng([seed, 4, int(xi[0]) + 1000, int(yi[0]) + 1000]).random(
             (len(yi), len(xi)), dtype=np.float32)
         m = np.clip((n1 - 0.4) * 4, 0, 1)
-        img = grass[:, None, None] * m[None] + soil[:, None, None] * (1 - m[None])
-        img = img * (0.85 + 0.3 * n2 + 0.12 * (n3 - 0.5) + 0.08 * (wn - 0.5))[None]
+        mod = 0.85 + 0.3 * n2 + 0.12 * (n3 - 0.5) + 0.08 * (wn - 0.5)
+        img = np.empty((4,) + m.shape, np.float32)
+        for c in range(4):
+            img[c] = (soil[c] + (grass[c] - soil[c]) * m) * mod
         if spec.snow > 0:
             snow = np.clip((n2 * 0.6 + n1 * 0.4 - (1 - spec.snow)) * 6, 0, 1)
             img += snow[None] * (np.array([0.75, 0.76, 0.80, 0.7], np.float32)[:, None, None] - img)
         X, Y = xs[None, :], ys[:, None]
         if len(L.t_tracks) or L.roads:
             S, T = L.frame.st(X, Y)
+            tmin, tmax = float(T.min()), float(T.max())
             g = spec.gsd_m
-            if len(L.t_tracks):
+
+            def near(t0, t1):            # skip features that miss this tile
+                return t1 >= tmin - 3 and t0 <= tmax + 3
+            if len(L.t_tracks) and near(*L.corridor):
                 lo, hi = L.corridor
                 yard = _band(T - (lo + hi) / 2, (hi - lo) / 2, max(g, 2.0))
                 ycol = np.array([0.25, 0.23, 0.20, 0.27], np.float32)
@@ -1342,6 +1349,8 @@ class _Scene:
                 icol = np.array([0.22, 0.20, 0.18, 0.24], np.float32)
                 img += inner[None] * (icol[:, None, None] * ytex[None] - img)
             for r in L.roads:
+                if not near(r["t"] - r["w"], r["t"] + r["w"]):
+                    continue
                 cov = _band(T - r["t"], r["w"] / 2, g)
                 acol = np.array([0.17, 0.17, 0.18, 0.17] if r["old"] else [0.10, 0.10, 0.11, 0.10], np.float32)
                 img += cov[None] * (acol[:, None, None] * (0.92 + 0.16 * n3)[None] - img)
@@ -1364,7 +1373,8 @@ class _Scene:
         ys = (yi + 0.5) * g
         bg = self.background(xs, ys, xi, yi)
         tile = _Tile(C0 * g, R0 * g, W_ * s, H_ * s, f)
-        tile.img[:] = np.repeat(np.repeat(bg, s, axis=1), s, axis=2)
+        tile.img.reshape(4, H_, s, W_, s)[:] = bg[:, :, None, :, None]
+        del bg
         tile.mast = np.zeros((H_ * s, W_ * s), np.float32)
         x0, y0 = C0 * g, R0 * g
         x1, y1 = x0 + W_ * g, y0 + H_ * g
@@ -1399,7 +1409,7 @@ class _Scene:
                 _draw_shadow(tile, o, sun)
         sf = np.array([sun.shadow_factor * 0.95, sun.shadow_factor, sun.shadow_factor * 1.2,
                        sun.shadow_factor * 0.9], np.float32)
-        tile.img *= (1 - tile.shadow[None] * (1 - sf[:, None, None]))
+        _apply_shadow(tile.img, tile.shadow, sf)
         tile.shadow[:] = 0          # reused below: bodies clear it
         for o in objs:
             if o.kind != "platform":
@@ -1408,7 +1418,7 @@ class _Scene:
             _draw_car(tile, c, sun)
         self._draw_couplers(tile, cars)
         self._draw_catenary(tile, x0, y0, x1, y1)
-        tile.img *= (1 - tile.mast[None] * (1 - sf[:, None, None]))
+        _apply_shadow(tile.img, tile.mast, sf)
         self._draw_catenary(tile, x0, y0, x1, y1, bodies=True)
         # area-average to the output grid
         out = tile.img.reshape(4, H_, s, W_, s).mean(axis=(2, 4))
@@ -1528,6 +1538,16 @@ class _Scene:
                     d2 = 7.0 / sun.tan
                     _draw_line(tile, (a[0] + sun.dir[0] * d2, a[1] + sun.dir[1] * d2),
                                (arm[0] + sun.dir[0] * d2, arm[1] + sun.dir[1] * d2), 0.15, shadow=True, value=0.6)
+
+
+def _apply_shadow(img, mask, sf):
+    """Darken img where mask > 0, only over the rows/cols that have shadow."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return
+    cols = np.flatnonzero(mask.any(axis=0))
+    sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    img[:, sl[0], sl[1]] *= (1 - mask[sl][None] * (1 - sf[:, None, None]))
 
 
 def _gauss_blur(img, sigma):
@@ -1656,9 +1676,11 @@ def truth_path(raster_path):
     return raster_path + TRUTH_SUFFIX
 
 
-def generate_scene(spec, path, progress=None):
+def generate_scene(spec, path, progress=None, workers=1):
     """Write the GeoTIFF at ``path`` and its truth next to it; return the
-    list of :class:`TruthCar` (hidden cars included, flagged)."""
+    list of :class:`TruthCar` (hidden cars included, flagged).
+    ``workers`` > 1 renders tiles in forked processes (scripts only: never
+    fork a QGIS process)."""
     scene = _Scene(spec)
     L = scene.L
     w, h = L.w_px, L.h_px
@@ -1700,39 +1722,39 @@ def generate_scene(spec, path, progress=None):
             band.SetNoDataValue(nodata)
     if use_alpha:
         ds.GetRasterBand(nb + 1).SetColorInterpretation(gdal.GCI_AlphaBand)
-    tp = spec.tile_px or max(256, (2048 // scene.s) // 256 * 256)
-    npdt = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}[spec.dtype]
-    tiles = [(c0, r0) for r0 in range(0, h, tp) for c0 in range(0, w, tp)]
-    for k, (c0, r0) in enumerate(tiles):
-        tw, th = min(tp, w - c0), min(tp, h - r0)
-        refl = scene.render_tile(c0, r0, tw, th)
-        rng = np.random.default_rng([int(spec.seed), 41, c0, r0])
-        x, lo, hi = _product(spec, refl, rng)
-        if lo is not None:
-            x = np.clip(np.rint(x), lo, hi).astype(npdt)
+    tp = spec.tile_px or max(256, (1024 // scene.s) // 256 * 256)
+    tiles = [(c0, r0, min(tp, w - c0), min(tp, h - r0)) for r0 in range(0, h, tp)
+             for c0 in range(0, w, tp)]
+    global _WORKER_SCENE
+    old_cache = gdal.GetCacheMax()
+    gdal.SetCacheMax(64 * 1024 * 1024)     # written blocks need not stay in memory
+    pool = None
+    try:
+        if workers > 1 and len(tiles) > 1 and "fork" in mp.get_all_start_methods():
+            _WORKER_SCENE = scene
+            pool = mp.get_context("fork").Pool(workers)
+            results = pool.imap(_tile_job, tiles)
         else:
-            x = x.astype(np.float32)
-        if spec.jpeg_quality and spec.dtype == "uint8":
-            x = _jpeg_roundtrip(x, spec.jpeg_quality)
-            x = np.maximum(x, 1)
-        valid = None
-        if L.nodata:
-            xs = (np.arange(c0, c0 + tw) + 0.5) * spec.gsd_m
-            ys = (np.arange(r0, r0 + th) + 0.5) * spec.gsd_m
-            valid = np.ones((th, tw), bool)
-            for (ax_, ay_), (bx_, by_) in L.nodata:
-                valid &= ((bx_ - ax_) * (ys[:, None] - ay_) - (by_ - ay_) * (xs[None, :] - ax_)) < 0
-            if not use_alpha:
+            results = (_render_product(scene, *t) for t in tiles)
+        for k, (c0, r0, x, valid) in enumerate(results):
+            th, tw = x.shape[1:]
+            if valid is not None and not use_alpha:
                 x[:, ~valid] = nodata
-        for b in range(nb):
-            ds.GetRasterBand(b + 1).WriteArray(x[b], c0, r0)
-        if use_alpha:
-            a = np.full((th, tw), 255, np.uint8) if valid is None else (valid * 255).astype(np.uint8)
-            ds.GetRasterBand(nb + 1).WriteArray(a, c0, r0)
-        if progress:
-            progress((k + 1) / len(tiles))
-    ds.FlushCache()
-    ds = None
+            for b in range(nb):
+                ds.GetRasterBand(b + 1).WriteArray(x[b], c0, r0)
+            if use_alpha:
+                a = np.full((th, tw), 255, np.uint8) if valid is None else (valid * 255).astype(np.uint8)
+                ds.GetRasterBand(nb + 1).WriteArray(a, c0, r0)
+            if progress:
+                progress((k + 1) / len(tiles))
+        ds.FlushCache()
+        ds = None
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        _WORKER_SCENE = None
+        gdal.SetCacheMax(old_cache)
     truth = []
     for c in scene.cars:
         pts = _rect(c.cx, c.cy, c.az, c.length, c.width)
@@ -1742,6 +1764,36 @@ def generate_scene(spec, path, progress=None):
                               hidden=c.hidden, train=c.train))
     _write_truth(scene, truth_path(path), truth)
     return truth
+
+
+_WORKER_SCENE = None
+
+
+def _tile_job(t):
+    return _render_product(_WORKER_SCENE, *t)
+
+
+def _render_product(scene, c0, r0, tw, th):
+    """One output tile as product DN (bands, th, tw) and its valid mask."""
+    spec, L = scene.spec, scene.L
+    npdt = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}[spec.dtype]
+    refl = scene.render_tile(c0, r0, tw, th)
+    rng = np.random.default_rng([int(spec.seed), 41, c0, r0])
+    x, lo, hi = _product(spec, refl, rng)
+    if lo is not None:
+        x = np.clip(np.rint(x), lo, hi).astype(npdt)
+    else:
+        x = x.astype(np.float32)
+    if spec.jpeg_quality and spec.dtype == "uint8":
+        x = np.maximum(_jpeg_roundtrip(x, spec.jpeg_quality), 1)
+    valid = None
+    if L.nodata:
+        xs = (np.arange(c0, c0 + tw) + 0.5) * spec.gsd_m
+        ys = (np.arange(r0, r0 + th) + 0.5) * spec.gsd_m
+        valid = np.ones((th, tw), bool)
+        for (ax_, ay_), (bx_, by_) in L.nodata:
+            valid &= ((bx_ - ax_) * (ys[:, None] - ay_) - (by_ - ay_) * (xs[None, :] - ax_)) < 0
+    return c0, r0, x, valid
 
 
 def _jpeg_roundtrip(x, quality):
@@ -1797,14 +1849,14 @@ def load_scene_info(path):
             "scene": fc.get("scene", {})}
 
 
-def cached_scene(spec, out_dir):
+def cached_scene(spec, out_dir, workers=1):
     """Generate ``spec`` into ``out_dir`` unless a file made from the same
     spec (and generator version) is already there. Returns (path, truth)."""
     path = os.path.join(out_dir, "%s_%s.tif" % (spec.name, spec.key()))
     if os.path.exists(path) and os.path.exists(truth_path(path)):
         return path, load_truth(path)
     tmp = path + ".part.tif"
-    truth = generate_scene(spec, tmp)
+    truth = generate_scene(spec, tmp, workers=workers)
     os.replace(tmp, path)
     os.replace(truth_path(tmp), truth_path(path))
     return path, truth
@@ -1924,3 +1976,13 @@ def holdout_suite():
         S(name="h13_rgb07_lookalikes_notracks", seed=9013, gsd_m=0.7, size_m=(800, 800), n_tracks=0,
           trucks=18, truck_parking=16, containers=60, sheds=3, buildings=18, roads=2),
     ]
+
+
+def speed_spec(size_px=8000, seed=4242):
+    """A large 3-band uint8 0.5 m scene for the speed benchmark: one long
+    yard across the image, roads, buildings and look-alikes elsewhere."""
+    return SceneSpec(name="speed_%d" % size_px, seed=seed, gsd_m=0.5, size_px=(size_px, size_px),
+                     n_tracks=24, track_angle_deg=35.0, turnouts=4, occupancy=0.5,
+                     containers=max(20, size_px // 40), trucks=max(4, size_px // 250),
+                     truck_parking=12, sheds=3, platforms=1, roads=2,
+                     buildings=max(6, (size_px // 500) ** 2 // 2), catenary=True)
