@@ -224,7 +224,13 @@ def run_count(args):
 
     headless_qgis()
     import processing
-    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProject
+    from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProject,
+                           QgsVectorFileWriter)
+    ext = os.path.splitext(args.output)[1].lower().lstrip(".")
+    if ext not in [e.lower() for e in QgsVectorFileWriter.supportedFormatExtensions()]:
+        raise UserError("Cannot tell the output format from '%s'. End the output name "
+                        "with .shp, .gpkg or .geojson (or another vector format's "
+                        "extension)." % os.path.basename(args.output))
 
     feedback = make_feedback(args.quiet)
     with staged_output(args.output, args.overwrite) as staged:

@@ -75,10 +75,13 @@ def test_refuses_to_overwrite(raster_factory, tmp_path):
     (["--aoi", "/nonexistent/aoi.gpkg"], ["Area of interest not found"]),
     (["--sensitivity", "3"], ["between 0 and 1"]),
     (["--date", "someday"], ["YYYY-MM-DD"]),
+    (["--output", "cars.xyz"], ["output format", ".gpkg"]),
 ])
 def test_user_errors_are_one_clear_line(raster_factory, tmp_path, args, words):
     path, _ = raster_factory("yard.tif", n_cars=2, tracks=1)
     full = ["count", "--input", path, "--output", tmp_path / "out" / "cars.shp"]
+    if args[0] == "--output":
+        args = ["--output", str(tmp_path / "out" / args[1])]
     for i in range(0, len(args), 2):
         if args[i] in full:
             full[full.index(args[i]) + 1] = args[i + 1]
