@@ -39,7 +39,7 @@ from osgeo import gdal, osr
 
 from .detections import CAR_TYPES, FREIGHT_TYPES
 
-GENERATOR_VERSION = 3          # bump when output changes (benchmark cache key)
+GENERATOR_VERSION = 4          # bump when output changes (benchmark cache key)
 
 TRUTH_SUFFIX = ".truth.geojson"
 DEFAULT_MIX = {"box": 0.25, "tank": 0.2, "open": 0.3, "flat": 0.1, "covered": 0.15}
@@ -493,37 +493,49 @@ def _build_layout(spec):
         ln = rng.uniform(120, 260)
         s = rng.uniform(s_mid - 0.2 * (L.s_hi - L.s_lo), s_mid + 0.2 * (L.s_hi - L.s_lo))
         x, y = fr.xy(s, tc)
-        L.objs.append(_Obj("platform", float(x), float(y), fr.az(s), ln, wdt, 1.1,
+        L.objs.append(_Obj("platform", float(x), float(y), fr.az(s), ln, wdt, 0.0,
                            _rgbn((0.40, 0.39, 0.37)), {"edge": side}))
         side_edge[side] += side * 2.0
-    # containers: stacks of rows x bays parallel to tracks, beside the bundle
+    # containers: one band beside the bundle holding several stacks of
+    # rows x bays along the track, 6 m or 12 m boxes, 1-3 tiers
     left = spec.containers
-    while left > 0:
+    if left > 0:
         side = sides[int(rng.integers(0, 2))]
-        nrows = int(rng.integers(1, 4))
-        clen = 12.19 if rng.random() < 0.6 else 6.06
-        gapb = rng.uniform(0.3, 1.2)
-        nb = max(1, min(int(math.ceil(left / nrows)), int(rng.integers(2, 9))))
-        side_edge[side] += side * rng.uniform(3.0, 12.0)
+        side_edge[side] += side * rng.uniform(4.0, 10.0)
         tc0 = side_edge[side] + side * 1.3
-        s0 = rng.uniform(s_mid - 0.3 * (L.s_hi - L.s_lo), s_mid + 0.2 * (L.s_hi - L.s_lo))
-        for r in range(nrows):
-            tc = tc0 + side * r * (2.44 + rng.uniform(0.1, 0.35))
-            for b in range(nb):
-                if left <= 0:
-                    break
-                s = s0 + b * (clen + gapb)
-                if not fits(s, tc, clen, 2.44):
-                    continue
-                x, y = fr.xy(s, tc)
-                tiers = int(rng.integers(1, 4))
-                col = _CONTAINER[int(rng.integers(0, len(_CONTAINER)))]
-                L.objs.append(_Obj("container", float(x), float(y), fr.az(s), clen, 2.44,
-                                   2.6 * tiers, _rgbn(_muted(col, 0.6)), {"tiers": tiers}))
-                left -= 1
-        side_edge[side] = tc0 + side * (nrows * 2.7)
-        if left > 0 and abs(side_edge[1]) + abs(side_edge[-1]) > 2 * L.diag:
-            break
+        span = L.s_hi - L.s_lo
+        s_cur = s_mid - rng.uniform(0.15, 0.35) * span
+        maxrows = 1
+        guard = 0
+        while left > 0 and guard < 200:
+            guard += 1
+            nrows = int(rng.integers(1, 4))
+            clen = 12.19 if rng.random() < 0.6 else 6.06
+            gapb = rng.uniform(0.3, 1.2)
+            nb = max(1, min(int(math.ceil(left / nrows)), int(rng.integers(2, 9))))
+            maxrows = max(maxrows, nrows)
+            for r in range(nrows):
+                tc = tc0 + side * r * (2.44 + rng.uniform(0.1, 0.35))
+                for b in range(nb):
+                    if left <= 0:
+                        break
+                    sb = s_cur + b * (clen + gapb) + clen / 2
+                    if not fits(sb, tc, clen, 2.44):
+                        continue
+                    x, y = fr.xy(sb, tc)
+                    tiers = int(rng.integers(1, 4))
+                    col = _CONTAINER[int(rng.integers(0, len(_CONTAINER)))]
+                    L.objs.append(_Obj("container", float(x), float(y), fr.az(sb), clen, 2.44,
+                                       2.6 * tiers, _rgbn(_muted(col, 0.6)), {"tiers": tiers}))
+                    left -= 1
+            s_cur += nb * (clen + gapb) + rng.uniform(4.0, 15.0)
+            if s_cur > L.s_hi:
+                # next band further out
+                side_edge[side] = tc0 + side * (maxrows * 2.7 + rng.uniform(5.0, 9.0))
+                tc0 = side_edge[side] + side * 1.3
+                s_cur = L.s_lo + rng.uniform(0, 30)
+                maxrows = 1
+        side_edge[side] = tc0 + side * (maxrows * 2.7)
     for _ in range(spec.sheds):
         side = sides[int(rng.integers(0, 2))]
         wdt = rng.uniform(6.0, 12.0)
@@ -860,7 +872,7 @@ def _clouds(spec, L):
             d = rng.uniform(0, rad)
             puffs.append((cx + d * math.cos(a), cy + d * math.sin(a), rng.uniform(0.35, 0.8) * rad,
                           rng.uniform(0.6, 1.6)))
-        covered += math.pi * (rad * 1.1) ** 2 * 0.8
+        covered += math.pi * (rad * 1.5) ** 2
     return puffs
 
 
@@ -876,8 +888,8 @@ def _cloud_alpha(puffs, xs, ys, seed):
         gx = np.exp(-0.5 * ((xs - cx) / r) ** 2).astype(np.float32)
         gy = np.exp(-0.5 * ((ys - cy) / r) ** 2).astype(np.float32)
         dens += a * np.outer(gy, gx)
-    tex = 0.6 + 0.8 * _value_noise(xs, ys, 12.0, seed + 5)
-    return (1.0 - np.exp(-1.6 * dens * tex)).astype(np.float32)
+    tex = 0.75 + 0.3 * _value_noise(xs, ys, 40.0, seed + 5) + 0.2 * _value_noise(xs, ys, 9.0, seed + 6)
+    return (1.0 - np.exp(-1.2 * dens * tex)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -1328,8 +1340,9 @@ class _Scene:
         for c in range(4):
             img[c] = (soil[c] + (grass[c] - soil[c]) * m) * mod
         if spec.snow > 0:
-            snow = np.clip((n2 * 0.6 + n1 * 0.4 - (1 - spec.snow)) * 6, 0, 1)
-            img += snow[None] * (np.array([0.75, 0.76, 0.80, 0.7], np.float32)[:, None, None] - img)
+            field_ = 0.55 * n1 + 0.45 * n2
+            snow = np.clip((spec.snow - field_) * 4 + 0.5, 0, 1) * (0.93 + 0.05 * n3 + 0.02 * wn)
+            img += snow[None] * (np.array([0.58, 0.59, 0.62, 0.55], np.float32)[:, None, None] - img)
         X, Y = xs[None, :], ys[:, None]
         if len(L.t_tracks) or L.roads:
             S, T = L.frame.st(X, Y)
@@ -1426,7 +1439,7 @@ class _Scene:
         # clouds and haze at output resolution
         if self.puffs:
             a = _cloud_alpha(self.puffs, xs, ys, spec.seed)
-            ccol = np.array([0.78, 0.79, 0.81, 0.75], np.float32)
+            ccol = np.array([0.62, 0.63, 0.65, 0.60], np.float32)
             out += a[None] * (ccol[:, None, None] - out)
         if spec.haze > 0:
             hz = spec.haze * (0.75 + 0.5 * _value_noise(xs, ys, 300.0, spec.seed + 9))
