@@ -1,14 +1,16 @@
 """The plugin object QGIS creates through classFactory: registers the
 Processing provider and adds the toolbar button and Raster menu entry that
 open the dock."""
-from qgis.core import QgsApplication
-from qgis.PyQt.QtCore import Qt
+from qgis.core import QgsApplication, QgsSettings
+from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
 from .qgis_layers import ICON_PATH
 
 MENU = "Railcar Counter"
+# Whether the analyst left the dock open: it opens again with QGIS.
+DOCK_OPEN_KEY = "railcar_counter/dock_open"
 
 
 class RailcarCounterPlugin:
@@ -37,6 +39,13 @@ class RailcarCounterPlugin:
         self.action.triggered.connect(self.toggle_dock)
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)
+        if QgsSettings().value(DOCK_OPEN_KEY, False, type=bool):
+            # After QGIS has finished building its window.
+            QTimer.singleShot(0, self._reopen_dock)
+
+    def _reopen_dock(self):
+        if self.action is not None and self.dock is None:
+            self.toggle_dock(True)
 
     def toggle_dock(self, checked=None):
         """Show or hide the dock (the action is checkable: ``checked`` says
@@ -60,6 +69,11 @@ class RailcarCounterPlugin:
         # Closed with its own button, or tabbed behind another dock.
         if self.action is not None:
             self.action.setChecked(bool(visible))
+        # Remember what the analyst chose, not the hiding of every dock when
+        # QGIS closes its window.
+        window = self.iface.mainWindow()
+        if window is not None and window.isVisible():
+            QgsSettings().setValue(DOCK_OPEN_KEY, bool(visible))
 
     def unload(self):
         if self.dock is not None:

@@ -116,3 +116,30 @@ def test_toolbar_button_opens_and_closes_dock(plugin, iface, qtbot):
         assert not plugin.action.isChecked()
     finally:
         window.hide()
+
+
+def test_dock_left_open_opens_again(iface, qtbot):
+    """A dock open when QGIS closed opens again at the next start."""
+    import railcar_counter
+    from qgis.core import QgsSettings
+    from railcar_counter.plugin.plugin import DOCK_OPEN_KEY
+    window = iface.mainWindow()
+    window.show()
+    first = railcar_counter.classFactory(iface)
+    first.initGui()
+    try:
+        first.action.trigger()
+        qtbot.waitUntil(first.dock.isVisible)
+        assert QgsSettings().value(DOCK_OPEN_KEY, False, type=bool)
+    finally:
+        window.hide()              # QGIS closing: hides every dock
+        first.unload()
+    assert QgsSettings().value(DOCK_OPEN_KEY, False, type=bool)
+    second = railcar_counter.classFactory(iface)
+    second.initGui()
+    try:
+        qtbot.waitUntil(lambda: second.dock is not None)
+        assert second.action.isChecked()
+    finally:
+        second.unload()
+        QgsSettings().setValue(DOCK_OPEN_KEY, False)
