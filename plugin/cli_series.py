@@ -208,10 +208,22 @@ def write_demo_project(path, site, rasters, per_date, imported=(), window=None):
             row.count = count_freight(v)
         rows[r.id()] = row
     ds = sorted(d for d, _p in rasters)
+    # Open on the newest date: older images and detections hidden (the
+    # panel's table or the Temporal Controller brings them up), legends folded.
+    for row in rows.values():
+        for lid in (row.layer_id, row.det_layer_id):
+            node = project.layerTreeRoot().findLayer(lid) if lid else None
+            if node is not None:
+                node.setItemVisibilityChecked(row.date == ds[-1])
+                node.setExpanded(False)
     project.timeSettings().setTemporalRange(
         QgsDateTimeRange(day_range(ds[0]).begin(), day_range(ds[-1]).end()))
     if crs is not None:
         project.setCrs(crs)
+        # Open on the yard: the newest image with its detections.
+        from qgis.core import QgsReferencedRectangle
+        extent = QgsRasterLayer(sorted(rasters)[-1][1], "x").extent()
+        project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, crs))
     state = {"version": STATE_VERSION, "site": site, "sensitivity": 0.5, "aoi": "__0",
              "tracks": "__0", "window": bl.window_to_dict(window or bl.Window()),
              "band": "minmax", "rows": {k: v.to_dict() for k, v in rows.items()},

@@ -3,8 +3,11 @@ the dock opened from its action, real raster layers in the QGIS project, the
 real detector running in a QgsTask. What is checked is what an analyst sees:
 the table, the layers, the chart, the summary, files written."""
 import csv
+import datetime
 import os
 import time
+
+import matplotlib.dates as mdates
 
 import numpy as np
 import pytest
@@ -16,7 +19,7 @@ from qgis.core import (
     QgsRasterLayer,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import QPoint, Qt
 
 from railcar_counter.plugin.core import detector
 from railcar_counter.plugin.gui import dock as dock_mod
@@ -153,6 +156,22 @@ def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, q
     img = layers[0].extent()
     assert ext.contains(img.center())
     assert ext.width() < img.width() * 3
+    # ... and shows that date's image and detections, the other dates hidden.
+    root = project.layerTreeRoot()
+    assert [root.findLayer(l.id()).isVisible() for l in layers] == [True, False, False]
+    assert root.findLayer(dock.rows[layers[0].id()].det_layer_id).isVisible()
+    assert not root.findLayer(dock.rows[layers[2].id()].det_layer_id).isVisible()
+    assert dock.chart._marker is not None
+    # A click on a chart point selects that date's row (and zooms there).
+    canvas = dock.chart.canvas
+    canvas.draw()
+    x, y = dock.chart._ax.transData.transform(
+        (mdates.date2num(datetime.date(2023, 10, 5)), counts[-1]))
+    ratio = canvas.devicePixelRatioF() if hasattr(canvas, "devicePixelRatioF") else 1.0
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton,
+                     pos=QPoint(int(x / ratio), int(canvas.height() - y / ratio)))
+    qtbot.waitUntil(lambda: dock.selected_layer_id() == layers[2].id(), timeout=2000)
+    assert root.findLayer(layers[2].id()).isVisible()
 
 
 def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, qtbot):

@@ -29,6 +29,9 @@ class SeriesChart(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
         self._picks = {}
+        self._ax = None
+        self._marker = None
+        self._highlighted = ""
         self.result = None
         self.band = "minmax"
         self.canvas.mpl_connect("pick_event", self._on_pick)
@@ -38,12 +41,34 @@ class SeriesChart(QWidget):
         self.result = result
         if band:
             self.band = band
+        self._marker = None
         if result is None:
             self.figure.clear()
             self._picks = {}
+            self._ax = None
         else:
-            _ax, self._picks = series_chart.draw(self.figure, result, self.band)
+            self._ax, self._picks = series_chart.draw(self.figure, result, self.band)
+            if self._highlighted:
+                self.highlight(self._highlighted, redraw=False)
         self.canvas.draw_idle()
+
+    def highlight(self, date, redraw=True):
+        """Mark the date selected in the table with a vertical line."""
+        import datetime
+        self._highlighted = date
+        if self._marker is not None:
+            try:
+                self._marker.remove()
+            except ValueError:
+                pass
+            self._marker = None
+        if date and self._ax is not None and any(
+                date in dates for dates in self._picks.values()):
+            self._marker = self._ax.axvline(datetime.date.fromisoformat(date),
+                                            color="#444444", lw=0.8, ls="-", alpha=0.6,
+                                            zorder=0)
+        if redraw:
+            self.canvas.draw_idle()
 
     def plotted_points(self):
         """[(date, count)] drawn as points, for checks and tests."""

@@ -26,7 +26,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.gui import QgsDockWidget
-from qgis.PyQt.QtCore import QDate, QDateTime, QTime, Qt, QTimer
+from qgis.PyQt.QtCore import QDate, QDateTime, QSize, QTime, Qt, QTimer
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -39,6 +39,7 @@ from qgis.PyQt.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
@@ -187,7 +188,8 @@ class RailcarCounterDock(QgsDockWidget):
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setMinimumHeight(6 * self.table.verticalHeader().defaultSectionSize())
         self.table.setToolTip("Tick the images to count. Double-click a date to type "
-                              "one (YYYY-MM-DD). Select a row to zoom to that date.")
+                              "one (YYYY-MM-DD). Select a row to show and zoom to that "
+                              "date's image and detections.")
         self.table.itemChanged.connect(self._on_item_changed)
         self.table.itemSelectionChanged.connect(self._on_selection)
 
@@ -364,6 +366,21 @@ class RailcarCounterDock(QgsDockWidget):
             "QLabel#summary { font-weight: bold; font-size: 11pt; background: %s;"
             " border: 1px solid #c8c8c8; border-radius: 3px; padding: 4px; }" % bg)
 
+    def showEvent(self, event):  # noqa: N802 - Qt
+        super().showEvent(event)
+        # QGIS docks open at their minimum width; widen once to a readable
+        # 400 px (later the analyst's own width is kept).
+        window = self.parentWidget()
+        if not getattr(self, "_widened", False) and isinstance(window, QMainWindow) \
+                and not self.isFloating() and self.width() < 400:
+            self._widened = True
+            window.resizeDocks([self], [400], Qt.Orientation.Horizontal)
+
+    def sizeHint(self):  # noqa: N802 - Qt
+        # QGIS opens a new dock at its size hint: wide enough for the table
+        # and a readable chart on a 1366 x 768 screen.
+        return QSize(400, 650)
+
     # ------------------------------------------------------------ messages
     def show_message(self, text, level=Qgis.MessageLevel.Warning):
         """Shown in the dock (always) and in QGIS's message bar (when there
@@ -388,6 +405,9 @@ class RailcarCounterDock(QgsDockWidget):
         p.writeProject.connect(self._on_write_project)
         p.readProject.connect(self._on_read_project)
         p.cleared.connect(self._on_project_cleared)
+        # QGIS clears the project while it quits; a dock still listening then
+        # touches widgets already gone (and QGIS crashes) when unload was skipped.
+        QgsApplication.instance().aboutToQuit.connect(self.unload)
 
     def _disconnect_project(self):
         p = self.project
@@ -395,7 +415,8 @@ class RailcarCounterDock(QgsDockWidget):
                           (p.layersWillBeRemoved, self._on_layers_removed),
                           (p.writeProject, self._on_write_project),
                           (p.readProject, self._on_read_project),
-                          (p.cleared, self._on_project_cleared)):
+                          (p.cleared, self._on_project_cleared),
+                          (QgsApplication.instance().aboutToQuit, self.unload)):
             try:
                 sig.disconnect(slot)
             except (TypeError, RuntimeError):
@@ -744,7 +765,7 @@ class RailcarCounterDock(QgsDockWidget):
         if latest is not None and latest.score is not None and not latest.in_baseline:
             lines.append("Latest: %s \u00d7 max \u00b7 %s \u00d7 mean \u00b7 robust score "
                          "%.1f" % (_ratio(latest.ratio_max), _ratio(latest.ratio_mean),
-                                    latest.score))
+                                    latest.score if abs(latest.score) >= 0.05 else 0.0))
         self.stats_label.setText("\n".join(lines))
         self.stats_label.setToolTip(
             "Baseline window: %s.\nRobust score: distance from the baseline median in "
@@ -1102,6 +1123,8 @@ class RailcarCounterDock(QgsDockWidget):
         if self._updating:
             return
         lid = self.selected_layer_id()
+        row = self.rows.get(lid)
+        self.chart.highlight(row.date if row is not None else "")
         if lid:
             self.zoom_to(lid)
 
@@ -1123,9 +1146,23 @@ class RailcarCounterDock(QgsDockWidget):
             rect.combineExtentWith(ext)
         return rect
 
+    def show_only_date(self, layer_id):
+        """Make the chosen date's image and detections the visible ones
+        among the table's layers, so zooming to a date shows that date (the
+        Temporal Controller does this itself when it is on)."""
+        root = self.project.layerTreeRoot()
+        chosen = self.rows.get(layer_id)
+        for row in self.rows.values():
+            visible = chosen is not None and row.date == chosen.date
+            for lid in (row.layer_id, row.det_layer_id):
+                node = root.findLayer(lid) if lid else None
+                if node is not None:
+                    node.setItemVisibilityChecked(visible)
+
     def zoom_to(self, layer_id):
         if self.iface is None:
             return
+        self.show_only_date(layer_id)
         canvas = self.iface.mapCanvas()
         rect = self.zoom_extent(layer_id, canvas.mapSettings().destinationCrs())
         if rect.isEmpty():
