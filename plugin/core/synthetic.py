@@ -39,7 +39,7 @@ from osgeo import gdal, osr
 
 from .detections import CAR_TYPES, FREIGHT_TYPES
 
-GENERATOR_VERSION = 4          # bump when output changes (benchmark cache key)
+GENERATOR_VERSION = 5          # bump when output changes (benchmark cache key)
 
 TRUTH_SUFFIX = ".truth.geojson"
 DEFAULT_MIX = {"box": 0.25, "tank": 0.2, "open": 0.3, "flat": 0.1, "covered": 0.15}
@@ -85,6 +85,7 @@ class SceneSpec:
     sheds: int = 1                  # long narrow sheds beside the tracks
     platforms: int = 0
     buildings: int = 6
+    trees: int = -1                 # -1: about 150 per km2, in clumps and rows
     catenary: bool = False          # masts + gantries with thin shadows
     # degradations
     blur: float = 0.5               # PSF sigma in output pixels
@@ -335,6 +336,19 @@ _SEASON = {   # grass rgb+nir, dry/soil rgb+nir
     "autumn": ((0.19, 0.17, 0.10, 0.30), (0.25, 0.21, 0.17, 0.29)),
     "winter": ((0.26, 0.24, 0.21, 0.26), (0.23, 0.21, 0.19, 0.26)),
 }
+# field parcels: grass, dry grass / stubble, bare soil, dark ploughed soil
+_PARCELS = {
+    "summer": ((0.085, 0.13, 0.06, 0.42), (0.15, 0.16, 0.09, 0.33), (0.24, 0.21, 0.17, 0.30),
+               (0.15, 0.13, 0.10, 0.22)),
+    "spring": ((0.11, 0.15, 0.08, 0.36), (0.20, 0.19, 0.13, 0.30), (0.26, 0.22, 0.18, 0.30),
+               (0.16, 0.13, 0.11, 0.22)),
+    "autumn": ((0.17, 0.16, 0.09, 0.30), (0.27, 0.24, 0.17, 0.31), (0.25, 0.21, 0.17, 0.29),
+               (0.15, 0.13, 0.11, 0.21)),
+    "winter": ((0.25, 0.23, 0.20, 0.25), (0.29, 0.27, 0.23, 0.28), (0.22, 0.20, 0.18, 0.25),
+               (0.15, 0.14, 0.13, 0.19)),
+}
+_TREE = {"summer": (0.05, 0.09, 0.04, 0.38), "spring": (0.07, 0.11, 0.05, 0.34),
+         "autumn": (0.16, 0.11, 0.05, 0.26), "winter": (0.12, 0.11, 0.10, 0.16)}
 _BODY = {
     "brown": (0.20, 0.12, 0.08), "rust": (0.30, 0.16, 0.09), "red": (0.33, 0.08, 0.06),
     "blue": (0.08, 0.14, 0.27), "green": (0.09, 0.18, 0.12), "grey": (0.28, 0.28, 0.28),
@@ -623,6 +637,27 @@ def _build_layout(spec):
         L.objs.append(_Obj("building", x, y, az, bl, bw, rng.uniform(4, 14), _rgbn(col),
                            {"gable": bool(rng.random() < 0.4)}))
         placed += 1
+    # trees: clumps and rows along roads, off the yard corridor
+    ntree = spec.trees if spec.trees >= 0 else int(150 * W * H / 1e6)
+    L.parcel_az = rng.uniform(0, 90)
+    placed, tries = 0, 0
+    tcol = np.array(_TREE.get(spec.season, _TREE["summer"]), np.float32)
+    while placed < ntree and tries < ntree * 6:
+        tries += 1
+        cx, cy = rng.uniform(0, W), rng.uniform(0, H)
+        n = int(rng.integers(1, 9))
+        for _ in range(n):
+            x, y = cx + rng.normal(0, 9), cy + rng.normal(0, 9)
+            r = rng.uniform(2.5, 5.0)
+            _, t = fr.st(np.array(x), np.array(y))
+            if L.corridor[0] - r - 2 < float(t) < L.corridor[1] + r + 2:
+                continue
+            if any(abs(o.cx - x) < o.length / 2 + r + 6 and abs(o.cy - y) < o.length / 2 + r + 6
+                   for o in L.objs if o.kind == "building"):
+                continue
+            L.objs.append(_Obj("tree", float(x), float(y), 0.0, 2 * r, 2 * r, rng.uniform(5, 12),
+                               tcol * rng.uniform(0.8, 1.2), {"seed": int(rng.integers(0, 2 ** 31))}))
+            placed += 1
     # nodata collar: skewed half-planes along the left and top edges
     L.nodata = []
     if spec.nodata_edge > 0:
@@ -970,6 +1005,12 @@ def _shadow_poly(obj, sun, height=None):
     h = obj.height if height is None else height
     d = h / sun.tan
     ox, oy = sun.dir[0] * d, sun.dir[1] * d
+    if obj.kind == "tree":     # a crown: shadow of a disc lifted to the crown height
+        r = obj.length / 2
+        pts = [(obj.cx + r * math.cos(a), obj.cy + r * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 13)[:-1]]
+        d0 = 0.0
+        return _hull([(x + sun.dir[0] * d0, y + sun.dir[1] * d0) for x, y in pts] +
+                     [(x + ox, y + oy) for x, y in pts]), d
     pts = _rect(obj.cx, obj.cy, obj.az, obj.length, obj.width)
     return _hull(pts + [(x + ox, y + oy) for x, y in pts]), d
 
@@ -1162,6 +1203,16 @@ def _draw_box_obj(tile, o, sun):
     U, V = _local_uv(X, Y, o.cx, o.cy, o.az)
     hl, hw = o.length / 2, o.width / 2
     cov = _band(U, hl, f) * _band(V, hw, f)
+    if o.kind == "tree":
+        r = o.length / 2
+        rr = np.hypot(U, V)
+        cov = np.clip(0.5 + (r * (0.9 + 0.15 * _noise_local(U, V, o.style["seed"], 0.8)) - rr) / f, 0, 1)
+        nz = np.sqrt(np.clip(1 - (rr / r) ** 2, 0.05, 1))
+        sh = sun.shade(U / r * 0.8, V / r * 0.8, nz, 0.0)
+        tex = 0.7 + 0.6 * _noise_local(U, V, o.style["seed"] + 1, 0.6)
+        _blend(tile, sl, cov, o.colour[:, None, None] * (sh * tex)[None])
+        tile.shadow[sl] *= (1 - cov)
+        return
     if o.kind == "truck":
         st = o.style
         if st["has_cab"]:
@@ -1334,11 +1385,29 @@ class _Scene:
         n3 = _value_noise(xs, ys, 4.0, seed + 3)
         wn = np.random.default_rng([seed, 4, int(xi[0]) + 1000, int(yi[0]) + 1000]).random(
             (len(yi), len(xi)), dtype=np.float32)
-        m = np.clip((n1 - 0.4) * 4, 0, 1)
-        mod = 0.85 + 0.3 * n2 + 0.12 * (n3 - 0.5) + 0.08 * (wn - 0.5)
-        img = np.empty((4,) + m.shape, np.float32)
+        # field parcels on a rotated grid with wavy edges, plus rough ground
+        a = math.radians(L.parcel_az)
+        X, Y = xs[None, :], ys[:, None]
+        pu = X * math.cos(a) + Y * math.sin(a) + 25.0 * (n2 - 0.5)
+        pv = -X * math.sin(a) + Y * math.cos(a) + 25.0 * (n1 - 0.5)
+        iu, iv = np.floor(pu / 110.0), np.floor(pv / 70.0)
+        cls = np.minimum((_hash_u32(iu.astype(np.int64), iv.astype(np.int64),
+                                    np.full(iu.shape, seed + 7, np.int64)) * 4).astype(np.int64), 3)
+        pal = np.array(_PARCELS.get(spec.season, _PARCELS["summer"]), np.float32)
+        tone = 0.9 + 0.2 * _hash_u32(iu.astype(np.int64), iv.astype(np.int64),
+                                      np.full(iu.shape, seed + 8, np.int64))
+        # furrows in ploughed parcels, hedges/dirt paths along parcel edges
+        pu0 = X * math.cos(a) + Y * math.sin(a)
+        furrow = np.where(cls == 3, 0.92 + 0.08 * np.cos(pu0 * (2 * math.pi / 2.2)), 1.0)
+        eu = np.minimum(np.mod(pu, 110.0), 110.0 - np.mod(pu, 110.0))
+        ev = np.minimum(np.mod(pv, 70.0), 70.0 - np.mod(pv, 70.0))
+        edge = 0.5 * np.clip(1.2 - np.minimum(eu, ev), 0, 1)
+        mod = (0.88 + 0.2 * n2 + 0.12 * (n3 - 0.5) + 0.08 * (wn - 0.5)) * tone * furrow
+        img = np.empty((4,) + n1.shape, np.float32)
+        grassc = pal[0]
         for c in range(4):
-            img[c] = (soil[c] + (grass[c] - soil[c]) * m) * mod
+            img[c] = pal[:, c][cls] * mod
+            img[c] += edge * (grassc[c] * 0.8 - img[c])
         if spec.snow > 0:
             field_ = 0.55 * n1 + 0.45 * n2
             snow = np.clip((spec.snow - field_) * 4 + 0.5, 0, 1) * (0.93 + 0.05 * n3 + 0.02 * wn)

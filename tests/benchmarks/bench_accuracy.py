@@ -83,7 +83,7 @@ def run(suite, out_dir, detector="real", only=None, sensitivity=0.5, stream=sys.
     rows = []
     for spec in specs:
         t0 = time.time()
-        path, truth = synthetic.cached_scene(spec, out_dir)
+        path, truth = synthetic.cached_scene(spec, out_dir, workers=os.cpu_count() or 1)
         tgen = time.time() - t0
         info = synthetic.load_scene_info(path)
         opts = CountOptions(sensitivity=sensitivity, source=spec.name) if CountOptions else None

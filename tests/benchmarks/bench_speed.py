@@ -77,7 +77,7 @@ def main(argv=None):
     paths = {}
     for n in sizes:
         t0 = time.time()
-        path, truth = synthetic.cached_scene(synthetic.speed_spec(n), a.out)
+        path, truth = synthetic.cached_scene(synthetic.speed_spec(n), a.out, workers=os.cpu_count() or 1)
         paths[n] = path
         print("scene %5d px: %s (%d true cars, %.0f MB, ready in %.1f s)"
               % (n, path, len(truth), os.path.getsize(path) / 1e6, time.time() - t0), flush=True)
