@@ -124,8 +124,12 @@ def iface(qgis_iface):
 
 @pytest.fixture()
 def plugin(qgis_app, iface, qgis_processing):
-    """The plugin as QGIS loads it: classFactory, initGui ... unload."""
+    """The plugin as QGIS loads it: classFactory, initGui ... unload. Each
+    test starts as with a fresh profile (dock closed)."""
     import railcar_counter
+    from qgis.core import QgsSettings
+    from railcar_counter.plugin.plugin import DOCK_OPEN_KEY
+    QgsSettings().remove(DOCK_OPEN_KEY)
     instance = railcar_counter.classFactory(iface)
     instance.initGui()
     yield instance
