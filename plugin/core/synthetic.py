@@ -2060,11 +2060,11 @@ def holdout_suite():
     ]
 
 
-def speed_spec(size_px=8000, seed=4242):
+def speed_spec(size_px=8000, seed=4242, compress=None):
     """A large 3-band uint8 0.5 m scene for the speed benchmark: one long
     yard across the image, roads, buildings and look-alikes elsewhere."""
     return SceneSpec(name="speed_%d" % size_px, seed=seed, gsd_m=0.5, size_px=(size_px, size_px),
                      n_tracks=24, track_angle_deg=35.0, turnouts=4, occupancy=0.5,
                      containers=max(20, size_px // 40), trucks=max(4, size_px // 250),
                      truck_parking=12, sheds=3, platforms=1, roads=2,
-                     buildings=max(6, (size_px // 500) ** 2 // 2), catenary=True)
+                     buildings=max(6, (size_px // 500) ** 2 // 2), catenary=True, compress=compress)
