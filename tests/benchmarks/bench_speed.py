@@ -124,14 +124,15 @@ def main(argv=None):
                  r["count_mb"], r["true"], r["cars"]))
     print()
     print("Median of %d runs each, alternating read/count in fresh child processes; warm page cache "
-          "(files just written). Peak memory = peak resident set (VmHWM) of each child, Python + GDAL + numpy included. "
-          "GeoTIFF compression: %s." % (a.repeat, a.compress or "none"))
+          "(files just written). Peak memory = peak resident set (VmHWM) of each child, Python + "
+          "GDAL + numpy included. GeoTIFF compression: %s." % (a.repeat, a.compress or "none"))
     big = max(rows, key=lambda r: r["size"])
     small = min(rows, key=lambda r: r["size"])
     ok_ratio = big["ratio"] <= 3.0
     ok_mem = big["count_mb"] < 400
     flat = big["count_mb"] <= small["count_mb"] * 1.5 + 50
-    print("Goal count <= 3x read on %d px: %s (%.2fx)" % (big["size"], "PASS" if ok_ratio else "FAIL", big["ratio"]))
+    print("Goal count <= 3x read on %d px: %s (%.2fx)"
+          % (big["size"], "PASS" if ok_ratio else "FAIL", big["ratio"]))
     print("Goal peak memory < 400 MB: %s (%.0f MB)" % ("PASS" if ok_mem else "FAIL", big["count_mb"]))
     print("Memory flat as the raster grows (%d px -> %d px: %.0f -> %.0f MB): %s"
           % (small["size"], big["size"], small["count_mb"], big["count_mb"], "PASS" if flat else "FAIL"))
