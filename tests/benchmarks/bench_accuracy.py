@@ -2,7 +2,7 @@
 
     PYTHONPATH=.build /usr/bin/python3 tests/benchmarks/bench_accuracy.py \
         [--suite holdout|tuning|both] [--out DIR] [--only SUBSTRING] \
-        [--sensitivity 0.5] [--detector real|truth]
+        [--sensitivity 0.5] [--detector real|truth] [--previews DIR]
 
 Reports on the held-out suite by default (the detector is tuned on the other
 one). Scenes are cached in --out by a hash of their spec, so reruns only
@@ -11,6 +11,8 @@ the plumbing (every scene must then score 1.0), not the detector.
 """
 import argparse
 import os
+
+import numpy as np
 import sys
 import tempfile
 import time
@@ -54,13 +56,54 @@ def _truth_detector(path, options):
     return r
 
 
+def _draw_outline(img, gt, corners, colour):
+    """Draw a closed polygon (map coordinates) into img (h, w, 3) uint8."""
+    h, w = img.shape[:2]
+    pts = [((x - gt[0]) / gt[1], (y - gt[3]) / gt[5]) for x, y in corners]
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
+        n = int(max(abs(x1 - x0), abs(y1 - y0))) + 2
+        xs = np.clip(np.rint(np.linspace(x0, x1, n)).astype(int), 0, w - 1)
+        ys = np.clip(np.rint(np.linspace(y0, y1, n)).astype(int), 0, h - 1)
+        img[ys, xs] = colour
+
+
+def write_preview(path, truth, dets, m, out_png, max_side=2000):
+    """PNG of the scene (stretched to 8 bits) with truth (magenta = found,
+    red = missed, cyan = hidden) and detections (green = TP, yellow = FP)."""
+    from osgeo import gdal
+    ds = gdal.Open(path)
+    gt = ds.GetGeoTransform()
+    nb = ds.RasterCount
+    names = [ds.GetRasterBand(i + 1).GetDescription() for i in range(nb)]
+    if nb >= 3:
+        order = [names.index(n) + 1 for n in ("Red", "Green", "Blue")] if "Red" in names else [1, 2, 3]
+    else:
+        order = [1, 1, 1]
+    a = np.stack([ds.GetRasterBand(b).ReadAsArray().astype(np.float32) for b in order])
+    nd = ds.GetRasterBand(1).GetNoDataValue()
+    valid = a[0] != nd if nd is not None else np.ones(a.shape[1:], bool)
+    lo, hi = np.percentile(a[:, valid], (0.5, 99.8)) if valid.any() else (0, 1)
+    img = np.clip((a - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8).transpose(1, 2, 0).copy()
+    found = {j for _, j in m.pairs}
+    for j, t in enumerate(truth):
+        col = (0, 255, 255) if t.hidden else ((255, 0, 255) if j in found else (255, 0, 0))
+        _draw_outline(img, gt, t.corners, col)
+    fps = set(m.fp_index)
+    for i, d in enumerate(dets):
+        _draw_outline(img, gt, d.corners, (255, 255, 0) if i in fps else (0, 255, 0))
+    mem = gdal.GetDriverByName("MEM").Create("", img.shape[1], img.shape[0], 3, gdal.GDT_Byte)
+    for b in range(3):
+        mem.GetRasterBand(b + 1).WriteArray(img[:, :, b])
+    gdal.GetDriverByName("PNG").CreateCopy(out_png, mem)
+
+
 def _fmt_err(r):
     if r.count_error is None:
         return "+%d cars" % r.count_diff
     return "%+.1f%%" % (100.0 * r.count_error)
 
 
-def run(suite, out_dir, detector="real", only=None, sensitivity=0.5, stream=sys.stdout):
+def run(suite, out_dir, detector="real", only=None, sensitivity=0.5, stream=sys.stdout, previews=None):
     if detector == "truth":
         count = _truth_detector
         CountOptions = None
@@ -98,6 +141,9 @@ def run(suite, out_dir, detector="real", only=None, sensitivity=0.5, stream=sys.
         m = evaluation.match(dets, truth, lookalikes=info["lookalikes"],
                              track_corridors=info["track_corridors"])
         rows.append((spec, m, secs))
+        if previews:
+            os.makedirs(previews, exist_ok=True)
+            write_preview(path, truth, dets, m, os.path.join(previews, spec.name + ".png"))
         print("| %-30s | %4.2f | %5s | %-22s | %4d | %4d | %4d | %3d | %3d | %5.3f | %5.3f | %5.3f | %9s | %4d | %5.1f |"
               % (spec.name[:30], spec.gsd_m, _crs(spec), _product(spec)[:22], m.true_freight + m.true_locomotives,
                  len(dets), m.tp, m.fp, m.fn, m.precision, m.recall, m.f1, _fmt_err(m), m.fp_lookalike, secs),
@@ -149,8 +195,10 @@ def main(argv=None):
     ap.add_argument("--sensitivity", type=float, default=0.5)
     ap.add_argument("--detector", choices=("real", "truth"), default="real",
                     help="'truth' returns the ground truth (plumbing check)")
+    ap.add_argument("--previews", default=None, metavar="DIR",
+                    help="write a PNG per scene with truth and detections outlined")
     a = ap.parse_args(argv)
-    _, ok = run(a.suite, a.out, a.detector, a.only, a.sensitivity)
+    _, ok = run(a.suite, a.out, a.detector, a.only, a.sensitivity, previews=a.previews)
     return 0 if ok else 1
 
 
