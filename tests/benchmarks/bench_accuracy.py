@@ -118,7 +118,7 @@ def run(suite, out_dir, detector="real", only=None, sensitivity=0.5, stream=sys.
     if only:
         specs = [s for s in specs if only in s.name]
     os.makedirs(out_dir, exist_ok=True)
-    hdr = ("| %-30s | %4s | %5s | %-22s | %4s | %4s | %4s | %3s | %3s | %5s | %5s | %5s | %9s | %4s | %5s |"
+    hdr = ("| %-30s | %4s | %5s | %-22s | %4s | %4s | %4s | %4s | %4s | %5s | %5s | %5s | %10s | %4s | %5s |"
            % ("scene", "gsd", "crs", "product", "true", "det", "TP", "FP", "FN", "P", "R", "F1",
               "count err", "lkFP", "s"))
     print(hdr, file=stream)
@@ -144,7 +144,7 @@ def run(suite, out_dir, detector="real", only=None, sensitivity=0.5, stream=sys.
         if previews:
             os.makedirs(previews, exist_ok=True)
             write_preview(path, truth, dets, m, os.path.join(previews, spec.name + ".png"))
-        print("| %-30s | %4.2f | %5s | %-22s | %4d | %4d | %4d | %3d | %3d | %5.3f | %5.3f | %5.3f | %9s | %4d | %5.1f |"
+        print("| %-30s | %4.2f | %5s | %-22s | %4d | %4d | %4d | %4d | %4d | %5.3f | %5.3f | %5.3f | %10s | %4d | %5.1f |"
               % (spec.name[:30], spec.gsd_m, _crs(spec), _product(spec)[:22], m.true_freight + m.true_locomotives,
                  len(dets), m.tp, m.fp, m.fn, m.precision, m.recall, m.f1, _fmt_err(m), m.fp_lookalike, secs),
               file=stream)
