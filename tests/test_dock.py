@@ -314,3 +314,56 @@ def test_project_save_and_reload_restores_the_panel(dock, project, site, qtbot, 
     det.deleteFeature(next(det.getFeatures()).id())
     qtbot.waitUntil(lambda: row.count == n - 1, timeout=3000)
     det.rollBack()
+
+
+def test_run_again_counts_new_images_and_keeps_edits(dock, project, site, raster_factory,
+                                                     qtbot, tmp_path):
+    for p, _d, _n in site[:2]:
+        add_raster(p)
+    dock.run()
+    wait_done(dock, qtbot)
+    ids = {lid: r.det_layer_id for lid, r in dock.rows.items()}
+    # The analyst deletes a false car, then adds the newest image and runs.
+    row = next(r for r in dock.rows.values() if r.date == "2022-06-01")
+    det = project.mapLayer(row.det_layer_id)
+    det.startEditing()
+    det.deleteFeature(next(det.getFeatures()).id())
+    det.commitChanges()
+    qtbot.waitUntil(lambda: row.status == "edited", timeout=3000)
+    edited_count = row.count
+    newest = add_raster(site[2][0])
+    task = dock.run()
+    assert [j.layer_id for j in task.params.jobs] == [newest.id()]
+    wait_done(dock, qtbot)
+    assert all(dock.rows[lid].det_layer_id == did for lid, did in ids.items())
+    assert row.count == edited_count and dock.rows[newest.id()].status == "done"
+    # The edited layer is what gets exported.
+    shp = dock.export_detections(str(tmp_path / "all.shp"))[0]
+    lay = QgsVectorLayer(shp, "all", "ogr")
+    assert sum(1 for f in lay.getFeatures() if f["date"] == "2022-06-01") == det.featureCount()
+    # Counting everything again is explicit.
+    dock.run(recount=True)
+    wait_done(dock, qtbot)
+    assert all(dock.rows[lid].det_layer_id != did for lid, did in ids.items())
+    assert project.mapLayer(ids[next(iter(ids))]) is None       # old layers replaced
+
+
+def test_web_layers_and_missing_files_are_explained(dock, project, raster_factory, tmp_path,
+                                                     qtbot):
+    xyz = QgsRasterLayer("type=xyz&url=http://localhost:1/%7Bz%7D/%7Bx%7D/%7By%7D.png"
+                         "&zmax=19&zmin=0", "OSM 2023-10-05", "wms")
+    assert xyz.isValid()
+    project.addMapLayer(xyz)
+    (row,) = table(dock)
+    assert row[0] is False and row[4] == "not a file"
+    dock.set_include(xyz.id(), True)
+    dock.run()
+    assert "is a wms layer, not an image file" in dock.message_label.text()
+    assert "GeoTIFF" in dock.message_label.text()
+    project.removeMapLayer(xyz.id())
+    path, _ = raster_factory("gone_2021-01-01.tif", n_cars=3, tracks=1)
+    add_raster(path)
+    os.remove(path)
+    dock.run()
+    assert "no longer exists" in dock.message_label.text()
+    assert dock.task is None

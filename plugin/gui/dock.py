@@ -219,7 +219,7 @@ class RailcarCounterDock(QgsDockWidget):
         run_row = QHBoxLayout()
         self.run_button = QPushButton("Run")
         self.run_button.setToolTip("Count railcars on every ticked image, in the background.")
-        self.run_button.clicked.connect(self.run)
+        self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
@@ -875,8 +875,13 @@ class RailcarCounterDock(QgsDockWidget):
     def is_running(self):
         return self.task is not None
 
-    def run(self, count_function=None):
-        """Start counting in the background. Returns the task or None."""
+    def run(self, recount=None):
+        """Start counting in the background. Returns the task or None.
+
+        Images already counted keep their detections (and the analyst's
+        edits) unless ``recount``: None (the Run button) counts the new
+        images, or asks before counting everything again when all are
+        counted; True counts all; False only the new ones."""
         if self.task is not None:
             return None
         self.clear_message()
@@ -886,11 +891,27 @@ class RailcarCounterDock(QgsDockWidget):
             self.show_message(str(exc))
             self.refresh()
             return None
+        new = [j for j in params.jobs if self._det_layer(self.rows[j.layer_id]) is None]
+        if recount is None and not new:
+            edited = sum(1 for j in params.jobs
+                         if self.rows[j.layer_id].status == "edited")
+            recount = self._ask(
+                "All %d ticked images are counted. Count them again with the current "
+                "settings? This replaces their detection layers%s." % (
+                    len(params.jobs), ", including your edits to %d of them" % edited
+                    if edited else ""))
+            if not recount:
+                return None
+        if not recount:
+            params.jobs = new
+            if not new:
+                self.show_message("Every ticked image is already counted.", Qgis.MessageLevel.Info)
+                return None
         for job in params.jobs:
             row = self.rows[job.layer_id]
             row.status, row.error = "waiting", ""
         self.refresh()
-        task = CountTask(params, self._task_finished, count_function)
+        task = CountTask(params, self._task_finished)
         task.layerStarted.connect(self._on_layer_started)
         task.layerProgress.connect(self._on_layer_progress)
         task.layerFinished.connect(self._on_layer_finished)
@@ -904,6 +925,10 @@ class RailcarCounterDock(QgsDockWidget):
         self.run_label.setText("Counting %d image(s)\u2026" % len(params.jobs))
         QgsApplication.taskManager().addTask(task)
         return task
+
+    def _ask(self, question):
+        answer = QMessageBox.question(self, "Railcar Counter", question)
+        return answer == QMessageBox.StandardButton.Yes
 
     def cancel(self):
         if self.task is not None:
@@ -1073,8 +1098,7 @@ class RailcarCounterDock(QgsDockWidget):
                 n = count_freight(layer)
                 if n != row.count:
                     row.count = n
-                    if layer.isEditable() or layer.isModified():
-                        row.status = "edited"
+                    row.status = "edited"
                     changed = True
         if changed:
             self.refresh()

@@ -52,16 +52,13 @@ class CountTask(QgsTask):
     layerProgress = pyqtSignal(str, float)
     layerFinished = pyqtSignal(str)
 
-    def __init__(self, params, on_finished=None, count_function=None):
+    def __init__(self, params, on_finished=None):
         super().__init__("Railcar Counter: counting %d image(s)" % len(params.jobs),
                          QgsTask.Flag.CanCancel)
         self.params = params
         self.outcomes = []
         self.canceled_by_user = False
         self._on_finished = on_finished
-        # The detector by default; a parameter so the CLI or a benchmark can
-        # pass another implementation of the same contract.
-        self._count = count_function or detector.count_railcars
 
     def run(self):
         jobs = self.params.jobs
@@ -82,7 +79,8 @@ class CountTask(QgsTask):
                 tracks_wkt=list(job.tracks_wkt), date=job.date, source=job.name)
             outcome = JobOutcome(job)
             try:
-                outcome.result = self._count(job.path, options, progress, self.isCanceled)
+                outcome.result = detector.count_railcars(job.path, options, progress,
+                                                         self.isCanceled)
             except Canceled:
                 self.canceled_by_user = True
                 return False
