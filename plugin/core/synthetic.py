@@ -39,7 +39,7 @@ from osgeo import gdal, osr
 
 from .detections import CAR_TYPES, FREIGHT_TYPES
 
-GENERATOR_VERSION = 5          # bump when output changes (benchmark cache key)
+GENERATOR_VERSION = 6          # bump when output changes (benchmark cache key)
 
 TRUTH_SUFFIX = ".truth.geojson"
 DEFAULT_MIX = {"box": 0.25, "tank": 0.2, "open": 0.3, "flat": 0.1, "covered": 0.15}
@@ -88,6 +88,8 @@ class SceneSpec:
     trees: int = -1                 # -1: about 150 per km2, in clumps and rows
     catenary: bool = False          # masts + gantries with thin shadows
     # degradations
+    off_nadir_deg: float = 0.0      # view angle: tall things lean away from the satellite
+    view_azimuth: float = 200.0     # direction from the ground to the satellite
     blur: float = 0.5               # PSF sigma in output pixels
     noise: float = 0.008            # sensor noise sigma, fraction of full scale
     haze: float = 0.03              # 0..0.6 veil towards a bluish grey
@@ -868,6 +870,19 @@ def _place_cars(spec, L):
             st = dict(st)
             if rng.random() < 0.5:
                 az = (az + 180) % 360          # cars face either way
+            gx, gy = float(x), float(y)
+            if spec.off_nadir_deg > 0:
+                # off-nadir view: the roof (what the analyst outlines) is seen
+                # displaced away from the satellite; the shadow stays put
+                lean = h * math.tan(math.radians(spec.off_nadir_deg))
+                va = math.radians(spec.view_azimuth)
+                x, y = gx - math.sin(va) * lean, gy + math.cos(va) * lean
+                st["ground"] = (gx, gy)
+                if not _inside(L, spec, _rect(float(x), float(y), az, ln, wd), margin=1.0):
+                    s += ln + rng.uniform(1.0, 1.5)
+                    if placed_any:
+                        break
+                    continue
             cars.append(_Obj("car", float(x), float(y), az, ln, wd, h, np.array(col, np.float32), st,
                              ctype=ctype, train=train_id))
             placed_any = True
@@ -1011,7 +1026,8 @@ def _shadow_poly(obj, sun, height=None):
         d0 = 0.0
         return _hull([(x + sun.dir[0] * d0, y + sun.dir[1] * d0) for x, y in pts] +
                      [(x + ox, y + oy) for x, y in pts]), d
-    pts = _rect(obj.cx, obj.cy, obj.az, obj.length, obj.width)
+    gx, gy = obj.style.get("ground", (obj.cx, obj.cy)) if obj.style else (obj.cx, obj.cy)
+    pts = _rect(gx, gy, obj.az, obj.length, obj.width)
     return _hull(pts + [(x + ox, y + oy) for x, y in pts]), d
 
 
@@ -1037,6 +1053,19 @@ def _noise_local(U, V, seed, scale):
 
 def _draw_car(tile, car, sun):
     f = tile.f
+    ground = car.style.get("ground")
+    if ground is not None:
+        # the side wall facing the satellite, between footprint and roof
+        poly = _hull(_rect(ground[0], ground[1], car.az, car.length, car.width) +
+                     _rect(car.cx, car.cy, car.az, car.length, car.width))
+        xs_, ys_ = [q[0] for q in poly], [q[1] for q in poly]
+        p = tile.patch(min(xs_), min(ys_), max(xs_), max(ys_))
+        if p is not None:
+            sl, X, Y = p
+            cov = _convex_cov(X, Y, poly, f)
+            wall = car.colour * 0.55 if car.ctype != "flat" else _rgbn((0.06, 0.06, 0.06))
+            _blend(tile, sl, cov, wall)
+            tile.shadow[sl] *= (1 - cov)
     bx = car.bbox(0.5)
     p = tile.patch(*bx)
     if p is None:
@@ -2012,7 +2041,8 @@ def tuning_suite():
         S(name="t08_pan05_feet", seed=108, gsd_m=0.5, bands="pan", crs="EPSG:2263", size_m=(600, 600),
           n_tracks=10, track_angle_deg=33.0, car_mix={"covered": 0.5, "open": 0.5}),
         S(name="t09_rgb05_jpeg_haze", seed=109, gsd_m=0.5, size_m=(600, 600), n_tracks=10,
-          track_angle_deg=170.0, jpeg_quality=55, haze=0.3, catenary=True),
+          track_angle_deg=170.0, jpeg_quality=55, haze=0.3, catenary=True, off_nadir_deg=18.0,
+          view_azimuth=250.0),
         S(name="t10_rgb05_clouds", seed=110, gsd_m=0.5, size_m=(600, 600), n_tracks=10,
           track_angle_deg=45.0, clouds=0.2, sun_azimuth=210),
         S(name="t11_rgb05_lookalikes", seed=111, gsd_m=0.5, size_m=(600, 600), n_tracks=8,
@@ -2038,7 +2068,8 @@ def holdout_suite():
           track_angle_deg=88.0, sun_azimuth=165, sun_elevation=18, season="winter", snow=0.6,
           occupancy=0.55, car_mix={"open": 0.4, "covered": 0.3, "tank": 0.3}),
         S(name="h05_rgb07_utm", seed=9005, gsd_m=0.7, size_m=(900, 900), n_tracks=14,
-          track_angle_deg=28.0, curve_radius_m=1200.0, occupancy=0.5, blur=0.7, haze=0.1),
+          track_angle_deg=28.0, curve_radius_m=1200.0, occupancy=0.5, blur=0.7, haze=0.1,
+          off_nadir_deg=22.0, view_azimuth=110.0),
         S(name="h06_rgb10_4326", seed=9006, gsd_m=1.0, crs="EPSG:4326", size_m=(1300, 1300),
           n_tracks=16, track_angle_deg=117.0, occupancy=0.55, blur=0.8, noise=0.012),
         S(name="h07_bgrn05_uint16_12bit", seed=9007, gsd_m=0.5, dtype="uint16", bit_depth=12,
@@ -2047,7 +2078,8 @@ def holdout_suite():
         S(name="h08_pan03_feet", seed=9008, gsd_m=0.3, bands="pan", crs="EPSG:2263", size_m=(450, 450),
           n_tracks=9, track_angle_deg=72.0, occupancy=0.6, car_mix={"covered": 0.4, "box": 0.3, "flat": 0.3}),
         S(name="h09_rgb05_jpeg_noise", seed=9009, gsd_m=0.5, size_m=(600, 600), n_tracks=10,
-          track_angle_deg=128.0, jpeg_quality=45, noise=0.015, blur=0.8, haze=0.2),
+          track_angle_deg=128.0, jpeg_quality=45, noise=0.015, blur=0.8, haze=0.2, off_nadir_deg=15.0,
+          view_azimuth=300.0),
         S(name="h10_rgb07_clouds_alpha", seed=9010, gsd_m=0.7, size_m=(800, 800), n_tracks=12,
           track_angle_deg=41.0, clouds=0.25, nodata_edge=0.1, alpha=True),
         S(name="h11_f32_05", seed=9011, gsd_m=0.5, dtype="float32", size_m=(550, 550), n_tracks=10,
