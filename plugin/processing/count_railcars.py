@@ -137,9 +137,10 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
         sensitivity = QgsProcessingParameterNumber(
             self.SENSITIVITY, "Sensitivity (0 strict - 1 finds more)",
             QgsProcessingParameterNumber.Double, 0.5, True, 0.0, 1.0)
+        sensitivity.setMetadata({"widget_wrapper": {"decimals": 2}})
         self.addParameter(sensitivity)
         self.addParameter(QgsProcessingParameterString(
-            self.DATE, "Acquisition date (YYYY-MM-DD; empty: from name or metadata)",
+            self.DATE, "Acquisition date (YYYY-MM-DD; default from name or metadata)",
             optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(
             self.OUTPUT, "Railcars", QgsProcessing.TypeVectorPolygon))
