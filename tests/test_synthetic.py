@@ -194,3 +194,19 @@ def test_suites_are_distinct_and_cover_the_brief():
     # each spec has a stable cache key
     assert tune[0].key() == synthetic.tuning_suite()[0].key()
     assert len({s.key() for s in tune + hold}) == len(tune) + len(hold)
+
+
+def test_off_nadir_roofs_lean_away_from_the_satellite(tmp_path):
+    _, _, flat = _scene(tmp_path, name="nadir", seed=4)
+    _, path, lean = _scene(tmp_path, name="lean", seed=4, off_nadir_deg=20.0, view_azimuth=90.0)
+    ds = gdal.Open(path)
+    gt = ds.GetGeoTransform()
+    same = {(round(t.length_m, 6), t.train): t for t in flat}
+    shifts = [same[(round(t.length_m, 6), t.train)].cx - t.cx for t in lean
+              if (round(t.length_m, 6), t.train) in same]
+    assert shifts
+    # satellite to the east: roofs seen about 4.5 m * tan(20 deg) further west
+    assert all(1.2 < dx < 2.0 for dx in shifts)
+    for t in lean:
+        for x, y in t.corners:
+            assert 0 <= (x - gt[0]) / gt[1] <= ds.RasterXSize
