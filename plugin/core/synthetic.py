@@ -39,7 +39,7 @@ from osgeo import gdal, osr
 
 from .detections import CAR_TYPES, FREIGHT_TYPES
 
-GENERATOR_VERSION = 6          # bump when output changes (benchmark cache key)
+GENERATOR_VERSION = 7          # bump when output changes (benchmark cache key)
 
 TRUTH_SUFFIX = ".truth.geojson"
 DEFAULT_MIX = {"box": 0.25, "tank": 0.2, "open": 0.3, "flat": 0.1, "covered": 0.15}
@@ -1420,11 +1420,10 @@ class _Scene:
         pu = X * math.cos(a) + Y * math.sin(a) + 25.0 * (n2 - 0.5)
         pv = -X * math.sin(a) + Y * math.cos(a) + 25.0 * (n1 - 0.5)
         iu, iv = np.floor(pu / 110.0), np.floor(pv / 70.0)
-        cls = np.minimum((_hash_u32(iu.astype(np.int64), iv.astype(np.int64),
-                                    np.full(iu.shape, seed + 7, np.int64)) * 4).astype(np.int64), 3)
+        hv = _hash_u32(iu.astype(np.int64), iv.astype(np.int64), np.full(iu.shape, seed + 7, np.int64)) * 4
+        cls = np.minimum(hv.astype(np.int64), 3)
         pal = np.array(_PARCELS.get(spec.season, _PARCELS["summer"]), np.float32)
-        tone = 0.9 + 0.2 * _hash_u32(iu.astype(np.int64), iv.astype(np.int64),
-                                      np.full(iu.shape, seed + 8, np.int64))
+        tone = 0.9 + 0.2 * (hv - cls)
         # furrows in ploughed parcels, hedges/dirt paths along parcel edges
         pu0 = X * math.cos(a) + Y * math.sin(a)
         furrow = np.where(cls == 3, 0.92 + 0.08 * np.cos(pu0 * (2 * math.pi / 2.2)), 1.0)
@@ -2004,17 +2003,18 @@ def site_spec(date, n_cars, seed=7, gsd_m=0.5, crs="EPSG:32652", name="tumangang
 
 
 def generate_site(out_dir, dates_counts, seed=7, gsd_m=0.5, crs="EPSG:32652", name="tumangang",
-                  size_m=(600.0, 600.0)):
+                  size_m=(600.0, 600.0), workers=1):
     """The same yard imaged on several dates. ``dates_counts``: dict or list
     of (ISO date, number of freight cars). Files ``<name>_<date>.tif``.
-    Returns [(path, date, truth)] in date order."""
+    Returns [(path, date, truth)] in date order. ``workers`` as in
+    :func:`generate_scene` (never > 1 inside QGIS)."""
     items = sorted(dict(dates_counts).items())
     out = []
     os.makedirs(out_dir, exist_ok=True)
     for date, n in items:
         spec = site_spec(date, n, seed=seed, gsd_m=gsd_m, crs=crs, name=name, size_m=size_m)
         path = os.path.join(out_dir, "%s_%s.tif" % (name, date))
-        truth = generate_scene(spec, path)
+        truth = generate_scene(spec, path, workers=workers)
         out.append((path, date, truth))
     return out
 
