@@ -1,7 +1,6 @@
 """The scene generator writes readable, georeferenced rasters of each product
 type with ground truth that fits them, deterministically per seed, and a site
 keeps its layout from date to date."""
-import json
 import math
 import os
 

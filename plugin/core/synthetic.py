@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal, osr
 
-from .detections import CAR_TYPES, FREIGHT_TYPES
 
 GENERATOR_VERSION = 7          # bump when output changes (benchmark cache key)
 
@@ -178,12 +177,6 @@ def _value_noise(xs, ys, scale, seed):
     jj, ii = np.meshgrid(np.arange(bx, bx + nx), np.arange(by, by + ny))
     lat = _hash_u32(ii, jj, np.full(ii.shape, seed))
     return my @ lat @ mx.T
-
-
-def _white(xi, yi, seed):
-    """Per-pixel hashed white noise in [0, 1) (integer pixel indices)."""
-    yy, xx = np.meshgrid(yi, xi, indexing="ij")
-    return _hash_u32(xx, yy, np.full(xx.shape, seed))
 
 
 def _band(d, hw, f):
@@ -1031,7 +1024,7 @@ def _shadow_poly(obj, sun, height=None):
     return _hull(pts + [(x + ox, y + oy) for x, y in pts]), d
 
 
-def _draw_shadow(tile, obj, sun, shrink=0.0):
+def _draw_shadow(tile, obj, sun):
     poly, d = _shadow_poly(obj, sun)
     xs = [p[0] for p in poly]
     ys = [p[1] for p in poly]
@@ -1894,7 +1887,7 @@ def _render_product(scene, c0, r0, tw, th):
         x = np.clip(np.rint(x), lo, hi).astype(npdt)
     else:
         x = x.astype(np.float32)
-    if spec.jpeg_quality and spec.dtype == "uint8":
+    if spec.jpeg_quality and spec.dtype == "uint8" and x.shape[0] in (1, 3):
         x = np.maximum(_jpeg_roundtrip(x, spec.jpeg_quality), 1)
     valid = None
     if L.nodata:
@@ -1914,8 +1907,7 @@ def _jpeg_roundtrip(x, quality):
     for b in range(nb):
         mem.GetRasterBand(b + 1).WriteArray(x[b])
     name = "/vsimem/railcar_synth_%d.jpg" % id(x)
-    jpg = gdal.GetDriverByName("JPEG").CreateCopy(name, mem, 0, ["QUALITY=%d" % int(quality)])
-    jpg = None
+    gdal.GetDriverByName("JPEG").CreateCopy(name, mem, 0, ["QUALITY=%d" % int(quality)]).FlushCache()
     back = gdal.Open(name)
     out = back.ReadAsArray()
     back = None

@@ -29,7 +29,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _child(kind, path):
     """Runs in a child process: one measurement, printed as JSON."""
-    import numpy as np
     from osgeo import gdal
     t0 = time.perf_counter()
     extra = {}
