@@ -302,10 +302,12 @@ def run_demo(args):
             if qgis_bin is None:
                 raise UserError("QGIS is not installed (no 'qgis' command). Install it "
                                 "(make setup) or open %s in QGIS yourself." % qgz)
+            # Not offscreen like the headless QGIS that just counted.
+            env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
             subprocess.Popen([qgis_bin, "--project", qgz, "--code",
                               os.path.join(out, "open_panel.py")],
                              start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.DEVNULL, env=env)
             print("QGIS is opening %s with the Railcar Counter panel." % qgz)
     return 0
 
