@@ -46,7 +46,9 @@ def test_summary_sentence_unprecedented_matches_issue_wording():
 @pytest.mark.parametrize("count,status,breaks,words", [
     (13, "normal", False, "within the usual range (median 12.5, 8-20, 2018-2023). Normal."),
     (19, "high", False, "High."),                 # score >= 2, not above max
-    (21, "high", False, "above the maximum but within the usual spread"),
+    (21, "high", False, "21 railcars, just above the previous maximum of 20 (2018-2023). "
+                        "High, but within the usual spread."),
+    (23, "high", False, "1.1 times the previous maximum of 20 (2018-2023). High"),
     (0, "low", True, "below the previous minimum of 8 (2018-2023). Unusually low."),
     (30, "unprecedented", True, "Unprecedented."),
 ])

@@ -248,6 +248,15 @@ def _ratio_text(num, den):
     return str(d.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
+def _above_max(count, maximum, word_max):
+    """'3.7 times the previous maximum of 20', or 'just above ...' when the
+    ratio would read 1.0."""
+    ratio = _ratio_text(count, int(maximum))
+    if ratio == "1.0":
+        return "just above %s of %s" % (word_max, _num(maximum))
+    return "%s times %s of %s" % (ratio, word_max, _num(maximum))
+
+
 def _num(value):
     """12.0 -> '12', 11.25 -> '11.2'."""
     if value == int(value):
@@ -279,15 +288,13 @@ def summary_sentence(res):
                 % (head, _num(s.mean), _num(s.min), _num(s.max), years))
     if r.status == "unprecedented":
         if s.max > 0:
-            return "%s, %s times %s of %s (%s). Unprecedented.%s" % (
-                head, _ratio_text(r.count, int(s.max)), word_max, _num(s.max), years, few)
+            return "%s, %s (%s). Unprecedented.%s" % (
+                head, _above_max(r.count, s.max, word_max), years, few)
         return "%s, none counted before (%s). Unprecedented.%s" % (head, years, few)
     if r.status == "high":
         if r.count > s.max:
-            return ("%s, %s times %s of %s (%s). High, above the maximum but "
-                    "within the usual spread.%s" % (
-                        head, _ratio_text(r.count, int(s.max)), word_max,
-                        _num(s.max), years, few))
+            return ("%s, %s (%s). High, but within the usual spread.%s" % (
+                head, _above_max(r.count, s.max, word_max), years, few))
         return ("%s, %s times the baseline mean of %s (%s, maximum %s). High.%s"
                 % (head, _ratio_text(Fraction(r.count), Fraction(s.mean).limit_denominator(1000)),
                    _num(s.mean), years, _num(s.max), few))
