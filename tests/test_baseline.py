@@ -46,9 +46,8 @@ def test_summary_sentence_unprecedented_matches_issue_wording():
 @pytest.mark.parametrize("count,status,breaks,words", [
     (13, "normal", False, "within the usual range (median 12.5, 8-20, 2018-2023). Normal."),
     (19, "high", False, "High."),                 # score >= 2, not above max
-    (21, "high", False, "21 railcars, just above the previous maximum of 20 (2018-2023). "
+    (21, "high", False, "21 railcars, 1.1 times the previous maximum of 20 (2018-2023). "
                         "High, but within the usual spread."),
-    (23, "high", False, "1.1 times the previous maximum of 20 (2018-2023). High"),
     (0, "low", True, "below the previous minimum of 8 (2018-2023). Unusually low."),
     (30, "unprecedented", True, "Unprecedented."),
 ])
@@ -57,6 +56,14 @@ def test_statuses_and_sentences(count, status, breaks, words):
     assert (res.latest.status, res.latest.breaks) == (status, breaks)
     assert res.summary.startswith("2023-10-05: %d railcar" % count)
     assert words in res.summary
+
+
+def test_just_above_the_maximum_reads_as_such():
+    busy = [("2018-01-%02d" % (i + 1), c) for i, c in enumerate([35, 38, 40, 36, 37, 39, 38, 36])]
+    res = bl.compute(pts(busy + [("2019-01-01", 41)]))
+    assert res.latest.status == "high"
+    assert res.summary == ("2019-01-01: 41 railcars, just above the previous maximum of 40 "
+                           "(2018). High, but within the usual spread.")
 
 
 def test_no_baseline_and_no_counts():
