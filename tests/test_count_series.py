@@ -83,3 +83,76 @@ def test_countseries_errors_say_what_to_do(processing_ready, raster_factory, tmp
         run({"INPUT": [undated], "DATES": "2021-01-01", "IMPORTED": str(bad),
              "OUTPUT": "memory:", "COUNTS_CSV": str(tmp_path / "c.csv"),
              "CHART": str(tmp_path / "c.png")})
+
+
+# ------------------------------------------------------------ command line
+def cli(*args, cwd=None):
+    """Run the command line as a user does, in its own process."""
+    import subprocess
+    import sys
+    import railcar_counter
+    base = os.path.dirname(railcar_counter.__path__[0])
+    env = dict(os.environ, PYTHONPATH=base)
+    return subprocess.run([sys.executable, "-m", "railcar_counter.plugin.cli"] + list(args),
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_series_command_writes_outputs_and_never_overwrites(series, tmp_path):
+    paths = [p for _d, p in series]
+    args = ["series", "-i"] + paths + ["-o", str(tmp_path / "out" / "cars.shp"),
+                                       "--csv", str(tmp_path / "out" / "counts.csv"),
+                                       "--chart", str(tmp_path / "out" / "chart.png")]
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("2023-10-05: ")
+    for name in ("cars.shp", "cars.dbf", "counts.csv", "chart.png"):
+        assert (tmp_path / "out" / name).exists(), name
+    again = cli(*args)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert cli(*(args + ["--overwrite"])).returncode == 0
+
+
+def test_demo_folder_never_overwrites_by_surprise(tmp_path):
+    import datetime
+    from railcar_counter.plugin import cli_series
+    out = tmp_path / "demo_output"
+    assert cli_series.demo_folder(str(out)) == str(out)                 # new
+    out.mkdir()
+    (out / "counts.csv").write_text("old")
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    assert cli_series.demo_folder(str(out), now=now) == str(out / "demo_20260102_030405")
+    assert cli_series.demo_folder(str(out), overwrite=True) == str(out)
+    assert not (out / "counts.csv").exists()
+
+
+def test_demo_command_end_to_end(tmp_path):
+    """The README's demo: 9 dates over 5 years with a surge on the last one,
+    counted end to end; shapefiles, CSV, chart and a QGIS project written."""
+    out = tmp_path / "demo"
+    done = cli("demo", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = [l for l in done.stdout.splitlines() if l.startswith("2023-10-05: ")]
+    assert summary, done.stdout
+    rows = list(csv.DictReader(open(out / "counts.csv")))
+    dates = [r["date"] for r in rows]
+    assert len(dates) >= 8 and int(dates[-1][:4]) - int(dates[0][:4]) >= 5
+    assert rows[-1]["in_baseline"] == "no"
+    assert all(r["in_baseline"] == "yes" for r in rows[:-1])
+    for name in ("railcars_all_dates.shp", "chart.png", "chart.svg", "demo.qgz"):
+        assert (out / name).exists(), name
+    per_date = sorted(p.name for p in (out / "detections").glob("*.shp"))
+    assert per_date == ["railcars_%s.shp" % d for d in dates]
+    # The project opens with the panel's state: each date linked to its layer.
+    import json
+    from qgis.core import QgsProject
+    project = QgsProject.instance()
+    assert project.read(str(out / "demo.qgz"))
+    state = json.loads(project.readEntry("RailcarCounter", "state", "")[0])
+    assert sorted(r["date"] for r in state["rows"].values()) == dates
+    for lid, r in state["rows"].items():
+        assert project.mapLayer(lid) is not None
+        det = project.mapLayer(r["det_layer_id"])
+        assert det is not None and det.temporalProperties().isActive()
+        assert r["count"] == int(next(x["count"] for x in rows if x["date"] == r["date"]))
+    project.clear()
