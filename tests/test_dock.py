@@ -146,6 +146,13 @@ def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, q
         assert l.featureCount() >= 1
     for l in layers:
         assert l.temporalProperties().isActive()
+    # The Temporal Controller on 2022-06-01 shows that date's image and cars only.
+    frame = dock_mod.day_range("2022-06-01")
+    shown = sorted(l.name() for l in layers + det_layers
+                   if l.temporalProperties().isVisibleInTemporalRange(frame))
+    assert shown == ["railcars 2022-06-01", "yard_2022-06-01"]
+    assert project.timeSettings().temporalRange().begin().date().toString(
+        "yyyy-MM-dd") == "2021-05-01"
     assert dock.chart.plotted_points() == [(r[2], int(r[3])) for r in rows]
     assert dock.summary_label.text() == dock.result.summary
     assert dock.summary_label.text().startswith("2023-10-05: %d railcars" % counts[-1])
