@@ -300,9 +300,17 @@ def test_project_save_and_reload_restores_the_panel(dock, project, site, qtbot, 
     dock.window_combo.setCurrentIndex(dock.window_combo.findData("range"))
     before_table = table(dock)
     before_summary = dock.summary_label.text()
+    temp_dir = dock.detections_dir()
+    assert not temp_dir.startswith(str(tmp_path))      # unsaved project: a temp folder
     qgz = str(tmp_path / "site.qgz")
     assert project.write(qgz)
+    # Saving moved the detections next to the project.
+    for row in dock.rows.values():
+        assert project.mapLayer(row.det_layer_id).source().startswith(
+            str(tmp_path / "railcar_counter" / "detections.gpkg"))
     project.clear()
+    import shutil
+    shutil.rmtree(temp_dir)
     assert dock.table.rowCount() == 0 and dock.imported == []
     assert project.read(qgz)
     qtbot.waitUntil(lambda: dock.table.rowCount() == 3, timeout=5000)

@@ -416,6 +416,7 @@ class RailcarCounterDock(QgsDockWidget):
                           (p.writeProject, self._on_write_project),
                           (p.readProject, self._on_read_project),
                           (p.cleared, self._on_project_cleared),
+
                           (QgsApplication.instance().aboutToQuit, self.unload)):
             try:
                 sig.disconnect(slot)
@@ -1014,6 +1015,49 @@ class RailcarCounterDock(QgsDockWidget):
             self._detections_dir = tempfile.mkdtemp(prefix="railcar_counter_")
         return self._detections_dir
 
+    def _move_detections_next_to_project(self, *args):
+        """Counted before the project had a file: when it is saved, copy the
+        detection layers from the temporary folder next to the project and
+        point the layers there, so they travel with it. QGIS emits
+        writeProject before it writes the layers' sources, so the new
+        sources are the ones saved."""
+        home = self.project.absolutePath()
+        temp = self._detections_dir
+        if not home or not temp:
+            return
+        folder = os.path.join(home, "railcar_counter")
+        left = []
+        for row in self.rows.values():
+            layer = self._det_layer(row)
+            if layer is None or not layer.source().startswith(temp):
+                continue
+            if layer.isEditable():
+                left.append(layer.name())
+                continue
+            os.makedirs(folder, exist_ok=True)
+            table = layer.source().split("layername=")[-1]
+            dest = os.path.join(folder, "detections.gpkg")
+            opts = QgsVectorFileWriter.SaveVectorOptions()
+            opts.driverName = "GPKG"
+            opts.layerName = table
+            opts.actionOnExistingFile = (
+                QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteLayer
+                if os.path.exists(dest) else
+                QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteFile)
+            err = QgsVectorFileWriter.writeAsVectorFormatV3(
+                layer, dest, self.project.transformContext(), opts)
+            if err[0] != QgsVectorFileWriter.WriterError.NoError:
+                left.append(layer.name())
+                continue
+            layer.setDataSource("%s|layername=%s" % (dest, table), layer.name(), "ogr")
+        if left:
+            self.show_message(
+                "Detections of %s stay in %s: save your edits (toggle editing off) and "
+                "save the project again to keep them with the project."
+                % (", ".join(left), temp))
+        else:
+            self._detections_dir = ""
+
     def _site_group(self, site):
         root = self.project.layerTreeRoot()
         group = root.findGroup(site)
@@ -1397,6 +1441,7 @@ class RailcarCounterDock(QgsDockWidget):
         self.apply_state(state)
 
     def _on_write_project(self, *args):
+        self._move_detections_next_to_project()
         # Stored as one JSON entry: plain to read and to diff in the .qgs.
         self.project.writeEntry(SCOPE, STATE_KEY, json.dumps(self.state()))
 
