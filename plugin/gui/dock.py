@@ -671,9 +671,9 @@ class RailcarCounterDock(QgsDockWidget):
             return
         for combo, first, geom in (
                 (self.aoi_combo, ["Whole image", "Current map extent"],
-                 QgsWkbTypes.PolygonGeometry),
+                 QgsWkbTypes.GeometryType.PolygonGeometry),
                 (self.tracks_combo, ["Find tracks automatically"],
-                 QgsWkbTypes.LineGeometry)):
+                 QgsWkbTypes.GeometryType.LineGeometry)):
             current = combo.currentData()
             combo.blockSignals(True)
             combo.clear()
@@ -851,14 +851,14 @@ class RailcarCounterDock(QgsDockWidget):
                 aoi = [self._extent_wkt(crs)] if self.iface is not None else []
             else:
                 aoi = qgis_layers.layer_wkts(aoi_layer, crs,
-                                             geometry_type=QgsWkbTypes.PolygonGeometry,
+                                             geometry_type=QgsWkbTypes.GeometryType.PolygonGeometry,
                                              what="area of interest")
                 if aoi_layer is not None and not aoi:
                     raise InputError("The area-of-interest layer '%s' has no polygons. "
                                      "Draw the yard's outline or choose 'Whole image'."
                                      % aoi_layer.name())
             tracks = qgis_layers.layer_wkts(tracks_layer, crs,
-                                            geometry_type=QgsWkbTypes.LineGeometry,
+                                            geometry_type=QgsWkbTypes.GeometryType.LineGeometry,
                                             what="tracks")
             jobs.append(Job(row.layer_id, layer.name(), path, row.date, aoi, tracks))
         return RunParameters(jobs, float(self.sensitivity.value()),

@@ -117,32 +117,32 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.INPUT, "Images of the site (one per date)", QgsProcessing.TypeRaster))
+            self.INPUT, "Images of the site (one per date)", QgsProcessing.SourceType.TypeRaster))
         self.addParameter(QgsProcessingParameterString(
             self.DATES, "Dates, one per image in order (empty: from names/metadata)",
             optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.AOI, "Area of interest (polygons)",
-            [QgsProcessing.TypeVectorPolygon], optional=True))
+            [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.TRACKS, "Rail tracks (lines)", [QgsProcessing.TypeVectorLine], optional=True))
+            self.TRACKS, "Rail tracks (lines)", [QgsProcessing.SourceType.TypeVectorLine], optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.SENSITIVITY, "Sensitivity (0 strict - 1 finds more)",
-            QgsProcessingParameterNumber.Double, 0.5, True, 0.0, 1.0))
+            QgsProcessingParameterNumber.Type.Double, 0.5, True, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterFile(
             self.IMPORTED, "Historical counts CSV (date,count[,note])",
             extension="csv", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.WINDOW, "Baseline window", list(WINDOW_LABELS), defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.YEARS, "Years (last N years window)", QgsProcessingParameterNumber.Integer,
+            self.YEARS, "Years (last N years window)", QgsProcessingParameterNumber.Type.Integer,
             5, True, 1, 100))
         self.addParameter(QgsProcessingParameterString(
             self.START, "Window start (YYYY-MM-DD, date range)", optional=True))
         self.addParameter(QgsProcessingParameterString(
             self.END, "Window end (YYYY-MM-DD; default the latest date)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Railcars (all dates)", QgsProcessing.TypeVectorPolygon))
+            self.OUTPUT, "Railcars (all dates)", QgsProcessing.SourceType.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.COUNTS_CSV, "Counts and baseline (CSV)", "CSV files (*.csv)"))
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -204,12 +204,12 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                     raise Canceled()
                 crs = layer.crs()
                 aoi = source_wkts(aoi_source, crs, context.transformContext(),
-                                  QgsWkbTypes.PolygonGeometry, "area of interest")
+                                  QgsWkbTypes.GeometryType.PolygonGeometry, "area of interest")
                 if aoi_source is not None and not aoi:
                     raise InputError("The area of interest has no polygons over %s. Draw "
                                      "the area or leave it empty." % layer.name())
                 tracks = source_wkts(tracks_source, crs, context.transformContext(),
-                                     QgsWkbTypes.LineGeometry, "rail tracks")
+                                     QgsWkbTypes.GeometryType.LineGeometry, "rail tracks")
                 source = os.path.basename(path) or layer.name()
                 feedback.pushInfo("[%d/%d] %s: %s" % (i + 1, n, date, source))
                 opts = CountOptions(sensitivity=sensitivity, aoi_wkt=aoi, tracks_wkt=tracks,
@@ -234,7 +234,7 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
 
         fields = detection_fields()
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields,
-                                             QgsWkbTypes.Polygon, sink_crs)
+                                             QgsWkbTypes.Type.Polygon, sink_crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for date, layer, _source, res in results:
@@ -247,7 +247,7 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                     g = feat.geometry()
                     g.transform(tr)
                     feat.setGeometry(g)
-                sink.addFeature(feat, QgsFeatureSink.FastInsert)
+                sink.addFeature(feat, QgsFeatureSink.Flag.FastInsert)
 
         csv_path = self.parameterAsFileOutput(parameters, self.COUNTS_CSV, context)
         chart_path = self.parameterAsFileOutput(parameters, self.CHART, context)
