@@ -382,3 +382,31 @@ def test_web_layers_and_missing_files_are_explained(dock, project, raster_factor
     dock.run()
     assert "no longer exists" in dock.message_label.text()
     assert dock.task is None
+
+
+def test_area_of_interest_and_map_extent_limit_the_count(dock, project, raster_factory,
+                                                         vector_factory, iface, qtbot):
+    path, truth = raster_factory("yard_2023-10-05.tif", n_cars=12, tracks=1)
+    raster = add_raster(path)
+    x0, y0, x1, y1 = truth["extent"]
+    half = "POLYGON((%f %f, %f %f, %f %f, %f %f, %f %f))" % (
+        x0, y0, (x0 + x1) / 2, y0, (x0 + x1) / 2, y1, x0, y1, x0, y0)
+    aoi = QgsVectorLayer(vector_factory("aoi.gpkg", [half], truth["epsg"]), "yard outline", "ogr")
+    project.addMapLayer(aoi)
+    assert dock.aoi_combo.findText("yard outline") >= 0      # offered as an area
+    dock.run()
+    wait_done(dock, qtbot)
+    whole = dock.rows[raster.id()].count
+    dock.set_aoi(aoi.id())
+    dock.run(recount=True)
+    wait_done(dock, qtbot)
+    inside = dock.rows[raster.id()].count
+    assert 0 < inside < whole
+    # The current map extent over the same half of the image
+    canvas = iface.mapCanvas()
+    canvas.setDestinationCrs(raster.crs())
+    canvas.setExtent(aoi.extent())
+    dock.set_aoi("extent")
+    params = dock.collect_parameters()
+    (wkt,) = params.jobs[0].aoi_wkt
+    assert QgsGeometry.fromWkt(wkt).boundingBox().width() <= aoi.extent().width() * 1.5
