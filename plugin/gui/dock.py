@@ -752,6 +752,14 @@ class RailcarCounterDock(QgsDockWidget):
         res = self.result
         self.summary_label.setText(res.summary)
         self._style_summary(res.latest.status if res.latest else "")
+        if res.window.mode == "before_latest" and res.latest is not None:
+            # The greyed dates show what "before the latest" means now, and
+            # are sensible starting values when the analyst picks a window.
+            for edit, iso in ((self.start_edit, res.stats.first or res.latest.date),
+                              (self.end_edit, res.latest.date)):
+                edit.blockSignals(True)
+                edit.setDate(QDate.fromString(iso, "yyyy-MM-dd"))
+                edit.blockSignals(False)
         s = res.stats
         lines = []
         if s.n:
