@@ -38,7 +38,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 
-GENERATOR_VERSION = 7          # bump when output changes (benchmark cache key)
+GENERATOR_VERSION = 8          # bump when output changes (benchmark cache key)
 
 TRUTH_SUFFIX = ".truth.geojson"
 DEFAULT_MIX = {"box": 0.25, "tank": 0.2, "open": 0.3, "flat": 0.1, "covered": 0.15}
@@ -90,6 +90,7 @@ class SceneSpec:
     off_nadir_deg: float = 0.0      # view angle: tall things lean away from the satellite
     view_azimuth: float = 200.0     # direction from the ground to the satellite
     blur: float = 0.5               # PSF sigma in output pixels
+    sharpen: float = 0.0            # unsharp-mask gain of the product (halos at edges)
     noise: float = 0.008            # sensor noise sigma, fraction of full scale
     haze: float = 0.03              # 0..0.6 veil towards a bluish grey
     jpeg_quality: int = None        # e.g. 60: JPEG round trip (uint8 only)
@@ -429,6 +430,8 @@ def _build_layout(spec):
     L.sleepers = rng.choice(["concrete", "concrete", "wood"], size=len(offs))
     L.ballast_tone = rng.uniform(0.8, 1.12, size=len(offs))
     L.rail_polish = rng.random(len(offs)) < 0.6
+    # little-used tracks grow weeds through the ballast
+    L.weeds = np.where(rng.random(len(offs)) < 0.25, rng.uniform(0.3, 0.8, len(offs)), 0.0).astype(np.float32)
     # s range of the scene (all points of the raster)
     cs = [fr.st(np.array(x, float), np.array(y, float))
           for x, y in ((0, 0), (W, 0), (0, H), (W, H), (W / 2, 0), (W / 2, H), (0, H / 2), (W, H / 2))]
@@ -1293,13 +1296,16 @@ def _draw_box_obj(tile, o, sun):
     tile.shadow[sl] *= (1 - cov)
 
 
-def _track_pixels(px, S, V, gauge, wood, tone, polish, f):
+def _track_pixels(px, S, V, gauge, wood, tone, polish, f, weeds=None, grass=None):
     """Ballast, sleepers and two rails on a list of pixels: px (4, n) colours,
     S along-track and V across-track offsets (n,). Returns new colours."""
     ball = np.clip((2.05 - np.abs(V)) / 0.55, 0, 1)
     ball = ball * ball * (3 - 2 * ball)
     tex = _noise_local(S, V, 5, 0.3)
     bcol = _rgbn((0.31, 0.30, 0.28))[:, None] * (tone * (0.88 + 0.24 * tex))[None]
+    if weeds is not None and grass is not None and weeds.any():
+        clump = np.clip((_noise_local(S * 0.5, V, 9, 0.7) - (1 - weeds)) * 3, 0, 1)
+        bcol = bcol + clump[None] * (grass[:, None] - bcol)
     px = px + ball[None] * (bcol - px)
     # oily, rusty strip between the rails
     mid = _band(V, gauge / 2 - 0.05, f) * 0.45
@@ -1468,7 +1474,7 @@ class _Scene:
         """Reflectance (4, h, w) for output pixels [r0, r0+h) x [c0, c0+w)."""
         spec, L, s, f, sun = self.spec, self.L, self.s, self.f, self.sun
         g = spec.gsd_m
-        halo = int(math.ceil(3 * max(spec.blur, 0))) + 1
+        halo = int(math.ceil(3 * max(spec.blur, 0))) + 1 + (4 if spec.sharpen > 0 else 0)
         C0, R0, W_, H_ = c0 - halo, r0 - halo, w + 2 * halo, h + 2 * halo
         xi = np.arange(C0, C0 + W_)
         yi = np.arange(R0, R0 + H_)
@@ -1537,6 +1543,9 @@ class _Scene:
             out += hz[None] * (hcol[:, None, None] - out)
         if spec.blur > 0:
             out = _gauss_blur(out, spec.blur)
+        if spec.sharpen > 0:
+            # vendors sharpen (MTF compensation): bright/dark halos at edges
+            out = out + spec.sharpen * (out - _gauss_blur(out, 1.2))
         return out[:, halo:halo + h, halo:halo + w]
 
     def _draw_tracks(self, tile):
@@ -1569,7 +1578,8 @@ class _Scene:
         px = tile.img[:, ii + i0, jj + j0]
         tile.img[:, ii + i0, jj + j0] = _track_pixels(
             px, S[valid], V[valid], L.gauges[kk], L.sleepers[kk] == "wood",
-            L.ballast_tone[kk].astype(np.float32), L.rail_polish[kk], f)
+            L.ballast_tone[kk].astype(np.float32), L.rail_polish[kk], f, weeds=L.weeds[kk],
+            grass=np.array(_PARCELS.get(self.spec.season, _PARCELS["summer"])[0], np.float32))
 
     def _draw_couplers(self, tile, cars):
         f = tile.f
@@ -2050,7 +2060,8 @@ def holdout_suite():
     S = SceneSpec
     return [
         S(name="h01_rgb05_dense", seed=9001, gsd_m=0.5, size_m=(700, 700), n_tracks=16,
-          track_angle_deg=63.0, occupancy=0.7, sun_azimuth=135, sun_elevation=35, catenary=True),
+          track_angle_deg=63.0, occupancy=0.7, sun_azimuth=135, sun_elevation=35, catenary=True,
+          sharpen=0.6),
         S(name="h02_rgb03_curve", seed=9002, gsd_m=0.3, size_m=(500, 500), n_tracks=8,
           track_angle_deg=12.0, curve_radius_m=-450.0, turnouts=2, occupancy=0.5,
           sun_azimuth=230, sun_elevation=48),
@@ -2068,7 +2079,8 @@ def holdout_suite():
           bands="bgrn", size_m=(600, 600), n_tracks=10, track_angle_deg=5.0, nodata_edge=0.15,
           sun_azimuth=100, sun_elevation=30),
         S(name="h08_pan03_feet", seed=9008, gsd_m=0.3, bands="pan", crs="EPSG:2263", size_m=(450, 450),
-          n_tracks=9, track_angle_deg=72.0, occupancy=0.6, car_mix={"covered": 0.4, "box": 0.3, "flat": 0.3}),
+          n_tracks=9, track_angle_deg=72.0, occupancy=0.6, car_mix={"covered": 0.4, "box": 0.3, "flat": 0.3},
+          sharpen=0.8),
         S(name="h09_rgb05_jpeg_noise", seed=9009, gsd_m=0.5, size_m=(600, 600), n_tracks=10,
           track_angle_deg=128.0, jpeg_quality=45, noise=0.015, blur=0.8, haze=0.2, off_nadir_deg=15.0,
           view_azimuth=300.0),
