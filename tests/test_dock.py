@@ -410,3 +410,10 @@ def test_area_of_interest_and_map_extent_limit_the_count(dock, project, raster_f
     params = dock.collect_parameters()
     (wkt,) = params.jobs[0].aoi_wkt
     assert QgsGeometry.fromWkt(wkt).boundingBox().width() <= aoi.extent().width() * 1.5
+
+
+def test_the_same_error_on_many_images_is_said_once():
+    text = dock_mod._errors_text([("a", "Disk full."), ("b", "Disk full."), ("c", "Disk full."),
+                                  ("d", "Disk full."), ("e", "Bad band.")])
+    assert text == ("5 images could not be counted. a, b, c and 1 more: Disk full. "
+                    "e: Bad band.")

@@ -983,7 +983,7 @@ class RailcarCounterDock(QgsDockWidget):
                 continue
             if outcome.error:
                 row.status, row.error, row.count = "error", outcome.error, None
-                errors.append("%s: %s" % (outcome.job.name, outcome.error))
+                errors.append((outcome.job.name, outcome.error))
                 continue
             try:
                 self._add_detection_layer(row, outcome.job, outcome.result,
@@ -991,7 +991,7 @@ class RailcarCounterDock(QgsDockWidget):
                 built += 1
             except InputError as exc:
                 row.status, row.error = "error", str(exc)
-                errors.append("%s: %s" % (outcome.job.name, exc))
+                errors.append((outcome.job.name, str(exc)))
         finished_ids = {o.job.layer_id for o in task.outcomes}
         for job in task.params.jobs:
             row = self.rows.get(job.layer_id)
@@ -1010,7 +1010,7 @@ class RailcarCounterDock(QgsDockWidget):
         self._mark_dirty()
         self.refresh()
         if errors:
-            self.show_message("Some images could not be counted. " + " ".join(errors))
+            self.show_message(_errors_text(errors))
 
     # ------------------------------------------------------ result layers
     def detections_dir(self):
@@ -1461,6 +1461,21 @@ class RailcarCounterDock(QgsDockWidget):
             self.task.cancel()
         self._detections_dir = ""
         self.apply_state(None)
+
+
+def _errors_text(errors):
+    """One short message for [(image name, error)]: the same error is said
+    once with the images it hit (the table's tooltips hold each one)."""
+    by_message = {}
+    for name, message in errors:
+        by_message.setdefault(message, []).append(name)
+    parts = []
+    for message, names in by_message.items():
+        shown = ", ".join(names[:3]) + (" and %d more" % (len(names) - 3)
+                                        if len(names) > 3 else "")
+        parts.append("%s: %s" % (shown, message))
+    return "%d image%s could not be counted. %s" % (
+        len(errors), "" if len(errors) == 1 else "s", " ".join(parts))
 
 
 def _ratio(value):
