@@ -25,6 +25,7 @@ detection on one is neither a TP nor an FP, and a miss is not an FN.
 from dataclasses import dataclass, field
 
 from shapely.geometry import Point, Polygon
+from shapely.prepared import prep
 from shapely import wkt as shapely_wkt
 
 END_MARGIN_M = 1.0
@@ -106,19 +107,35 @@ def match(detections, truth, iou_min=0.3, lookalikes=None, track_corridors=None)
     order = sorted(range(len(detections)), key=lambda i: -float(getattr(detections[i], "score", 1.0)))
     taken = [False] * len(truth)
     matched_det = {}
-    # spatial shortcut: truth bounds
+    # spatial index: truth boxes bucketed on a grid as large as the largest box
     bounds = [p.bounds for p in tbig]
+    cell = max([max(b[2] - b[0], b[3] - b[1]) for b in bounds] + [1e-12])
+    grid = {}
+    for j, b in enumerate(bounds):
+        for gx in range(int(b[0] // cell), int(b[2] // cell) + 1):
+            for gy in range(int(b[1] // cell), int(b[3] // cell) + 1):
+                grid.setdefault((gx, gy), []).append(j)
     for i in order:
         d = detections[i]
         pt = Point(d.cx, d.cy)
         dp = dpolys[i]
         db = dp.bounds
+        qx0, qy0 = min(db[0], d.cx), min(db[1], d.cy)
+        qx1, qy1 = max(db[2], d.cx), max(db[3], d.cy)
+        ncell = (int(qx1 // cell) - int(qx0 // cell) + 1) * (int(qy1 // cell) - int(qy0 // cell) + 1)
+        if ncell > len(grid):          # a huge box: cheaper to look at every car
+            cand = set(range(len(truth)))
+        else:
+            cand = set()
+            for gx in range(int(qx0 // cell), int(qx1 // cell) + 1):
+                for gy in range(int(qy0 // cell), int(qy1 // cell) + 1):
+                    cand.update(grid.get((gx, gy), ()))
         best, best_key = None, None
-        for j, tb in enumerate(bounds):
+        for j in sorted(cand):
             if taken[j]:
                 continue
-            if tb[0] > max(db[2], d.cx) or tb[2] < min(db[0], d.cx) or \
-               tb[1] > max(db[3], d.cy) or tb[3] < min(db[1], d.cy):
+            tb = bounds[j]
+            if tb[0] > qx1 or tb[2] < qx0 or tb[1] > qy1 or tb[3] < qy0:
                 continue
             inter = dp.intersection(tpolys[j]).area if dp.area > 0 else 0.0
             union = dp.area + tpolys[j].area - inter
@@ -135,8 +152,8 @@ def match(detections, truth, iou_min=0.3, lookalikes=None, track_corridors=None)
     look_polys = []
     for item in lookalikes or []:
         w = item[1] if isinstance(item, (tuple, list)) else item
-        look_polys.append(shapely_wkt.loads(w) if isinstance(w, str) else w)
-    corridors = [shapely_wkt.loads(w) if isinstance(w, str) else w for w in (track_corridors or [])]
+        look_polys.append(prep(shapely_wkt.loads(w) if isinstance(w, str) else w))
+    corridors = [prep(shapely_wkt.loads(w) if isinstance(w, str) else w) for w in (track_corridors or [])]
     for i, d in enumerate(detections):
         if i in matched_det:
             j = matched_det[i]
