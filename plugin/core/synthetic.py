@@ -38,7 +38,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 
-GENERATOR_VERSION = 8          # bump when output changes (benchmark cache key)
+GENERATOR_VERSION = 9          # bump when output changes (benchmark cache key)
 
 TRUTH_SUFFIX = ".truth.geojson"
 DEFAULT_MIX = {"box": 0.25, "tank": 0.2, "open": 0.3, "flat": 0.1, "covered": 0.15}
@@ -1679,8 +1679,18 @@ def _gauss_blur(img, sigma):
 
 
 # --------------------------------------------------------------------------- products
+def _radiometry(spec):
+    """Per-scene white balance, tone curve and gain: products from different
+    vendors and dates never share one colour rendition."""
+    rng = np.random.default_rng([int(spec.seed), 51, int(spec.cars_seed or 0)])
+    wb = (1.0 + rng.uniform(-0.07, 0.07, 4)).astype(np.float32)
+    return wb, float(rng.uniform(0.85, 1.15)), float(rng.uniform(0.85, 1.12))
+
+
 def _product(spec, refl, rng):
     """Reflectance (4: R,G,B,NIR) -> product bands as float DN before rounding."""
+    wb, gamma, gain = _radiometry(spec)
+    refl = gain * 0.35 * (np.clip(refl * wb[:, None, None], 0, None) / 0.35) ** gamma
     r, g, b, n = refl
     if spec.bands == "pan":
         bands = [0.22 * b + 0.3 * g + 0.3 * r + 0.18 * n]
