@@ -38,7 +38,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 
-GENERATOR_VERSION = 9          # bump when output changes (benchmark cache key)
+GENERATOR_VERSION = 10          # bump when output changes (benchmark cache key)
 
 TRUTH_SUFFIX = ".truth.geojson"
 DEFAULT_MIX = {"box": 0.25, "tank": 0.2, "open": 0.3, "flat": 0.1, "covered": 0.15}
@@ -1214,6 +1214,9 @@ def _draw_car(tile, car, sun):
         ex = _band(U - ce * 2.0, 0.4, f) * _band(V, 0.3, f)
         _blend(tile, sl, ex, _rgbn((0.03, 0.03, 0.03)))
         body = walk
+    # grime and faded patches: no two cars of a unit train look alike
+    dirt = 0.86 + 0.28 * _noise_local(U + 0.37, V + 0.21, st.get("seed", 0) + 3, 1.4)
+    tile.img[:, sl[0], sl[1]] *= (1 + body * (dirt - 1))[None]
     # a car body hides the shadow painted below it
     tile.shadow[sl] *= (1 - body)
 
