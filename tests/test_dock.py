@@ -278,9 +278,14 @@ def test_import_baseline_settings_and_exports(dock, project, site, qtbot, tmp_pa
     assert lay.featureCount() == sum(int(r[3]) for r in table(dock)) + sum(
         project.mapLayer(r.det_layer_id).featureCount() - r.count for r in dock.rows.values())
     assert {f["date"] for f in lay.getFeatures()} == {"2021-05-01", "2022-06-01", "2023-10-05"}
+    with pytest.raises(dock_mod.InputError, match="already exist"):
+        dock.export_detections(shp)                   # never replaced unasked
+    assert dock.export_detections(shp, overwrite=True) == [shp]
     written = dock.export_detections(str(tmp_path / "per_date"), per_date=True)
     assert sorted(os.path.basename(p) for p in written) == [
         "railcars_2021-05-01.shp", "railcars_2022-06-01.shp", "railcars_2023-10-05.shp"]
+    gpkgs = dock.export_detections(str(tmp_path / "per_date"), per_date=True, fmt="gpkg")
+    assert all(QgsVectorLayer(p, "x", "ogr").isValid() for p in gpkgs)
 
 
 def test_project_save_and_reload_restores_the_panel(dock, project, site, qtbot, tmp_path):

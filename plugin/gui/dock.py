@@ -1267,22 +1267,32 @@ class RailcarCounterDock(QgsDockWidget):
                 out.append((row.date, layer))
         return out
 
-    def export_detections(self, path, per_date=False):
-        """Write the (edited) detection layers: all dates into ``path``, or
-        with ``per_date`` one file per date into the folder ``path``.
-        Returns the files written. Never overwrites (the caller asks)."""
+    def export_targets(self, path, per_date=False, fmt="shp"):
+        """[(file, [(date, layer)])] that export_detections would write."""
         layers = self.detection_layers()
         if not layers:
             raise InputError("No detections to export yet. Run the count first.")
-        written = []
+        if per_date:
+            return [(os.path.join(path, "railcars_%s.%s" % (date, fmt)), [(date, layer)])
+                    for date, layer in layers]
+        return [(path, layers)]
+
+    def export_detections(self, path, per_date=False, fmt="shp", overwrite=False):
+        """Write the detection layers as they are now (the analyst's edits
+        included): all dates into the file ``path`` (.shp or .gpkg, with a
+        date field), or with ``per_date`` one ``fmt`` file per date into the
+        folder ``path``. Returns the files written. Existing files are
+        replaced only with ``overwrite`` (after the analyst agreed)."""
+        targets = self.export_targets(path, per_date, fmt)
+        existing = [out for out, _g in targets if os.path.exists(out)]
+        if existing and not overwrite:
+            raise InputError("%s already exist(s). Choose another name or folder."
+                             % ", ".join(existing))
         if per_date:
             os.makedirs(path, exist_ok=True)
-            targets = []
-            for date, layer in layers:
-                out = os.path.join(path, "railcars_%s.%s" % (date, self._export_ext))
-                targets.append((out, [(date, layer)]))
-        else:
-            targets = [(path, layers)]
+        written = []
+        for out, _group in targets:
+            _remove_vector(out)
         for out, group in targets:
             mem = self._merged_layer(group)
             opts = QgsVectorFileWriter.SaveVectorOptions()
@@ -1296,8 +1306,6 @@ class RailcarCounterDock(QgsDockWidget):
                                  % (out, err[1]))
             written.append(out)
         return written
-
-    _export_ext = "shp"
 
     def _merged_layer(self, group):
         crs = group[0][1].crs()
@@ -1362,23 +1370,21 @@ class RailcarCounterDock(QgsDockWidget):
                 fmt, ok = _choose_format(self)
                 if not ok:
                     return
-                self._export_ext = fmt
-                outs = [os.path.join(folder, "railcars_%s.%s" % (d, fmt))
-                        for d, _l in self.detection_layers()]
+                outs = [out for out, _g in self.export_targets(folder, True, fmt)]
                 if not self._ask_overwrite(outs):
                     return
-                for p in outs:
-                    _remove_vector(p)
-                written = self.export_detections(folder, per_date=True)
+                written = self.export_detections(folder, per_date=True, fmt=fmt,
+                                                 overwrite=True)
             else:
-                path, _ = QFileDialog.getSaveFileName(
+                path, chosen = QFileDialog.getSaveFileName(
                     self, "Save detections", "railcars.gpkg",
                     "GeoPackage (*.gpkg);;ESRI Shapefile (*.shp)")
                 if not path:
                     return
+                if os.path.splitext(path)[1].lower() not in (".gpkg", ".shp"):
+                    path += ".shp" if "shp" in chosen else ".gpkg"
                 # The file dialog has already asked before replacing.
-                _remove_vector(path)
-                written = self.export_detections(path)
+                written = self.export_detections(path, overwrite=True)
             self.show_message("Wrote %s." % ", ".join(written), Qgis.MessageLevel.Info)
         except InputError as exc:
             self.show_message(str(exc))
