@@ -171,3 +171,9 @@ def test_window_round_trip():
     w = bl.Window("range", years=3, start="2019-01-01", end="2020-01-01")
     assert bl.window_from_dict(bl.window_to_dict(w)) == w
     assert bl.window_from_dict({"mode": "bogus"}).mode == "before_latest"
+
+
+def test_ratio_text_rounds_like_the_sentence():
+    assert bl.ratio_text(63 / 28) == "2.3" == bl._ratio_text(63, 28)
+    assert bl.ratio_text(73 / 20) == "3.7"
+    assert bl.ratio_text(None) == "\u2013"

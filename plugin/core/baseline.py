@@ -248,6 +248,15 @@ def _ratio_text(num, den):
     return str(d.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
+def ratio_text(value):
+    """A ratio with one decimal, halves up like the summary sentence
+    (2.25 -> '2.3'); an en dash when there is none."""
+    if value is None:
+        return "\u2013"
+    d = Decimal(repr(round(float(value), 9)))
+    return str(d.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
 def _above_max(count, maximum, word_max):
     """'3.7 times the previous maximum of 20', or 'just above ...' when the
     ratio would read 1.0."""

@@ -773,7 +773,7 @@ class RailcarCounterDock(QgsDockWidget):
         latest = res.latest
         if latest is not None and latest.score is not None and not latest.in_baseline:
             lines.append("Latest: %s \u00d7 max \u00b7 %s \u00d7 mean \u00b7 robust score "
-                         "%.1f" % (_ratio(latest.ratio_max), _ratio(latest.ratio_mean),
+                         "%.1f" % (bl.ratio_text(latest.ratio_max), bl.ratio_text(latest.ratio_mean),
                                     latest.score if abs(latest.score) >= 0.05 else 0.0))
         self.stats_label.setText("\n".join(lines))
         self.stats_label.setToolTip(
@@ -1482,10 +1482,6 @@ def _errors_text(errors):
         parts.append("%s: %s" % (shown, message))
     return "%d image%s could not be counted. %s" % (
         len(errors), "" if len(errors) == 1 else "s", " ".join(parts))
-
-
-def _ratio(value):
-    return "\u2013" if value is None else "%.1f" % value
 
 
 def _safe(text):
