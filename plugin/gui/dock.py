@@ -79,6 +79,12 @@ STATUS_COLOURS = {                # background of the summary label
 }
 
 
+MESSAGE_STYLE_WARNING = ("QLabel { color: #8a1c00; background: #fff4e5; border: 1px solid "
+                         "#f0b37e; border-radius: 3px; padding: 3px; }")
+MESSAGE_STYLE_INFO = ("QLabel { color: #1d4d1d; background: #eef6ee; border: 1px solid "
+                      "#a9cfa9; border-radius: 3px; padding: 3px; }")
+
+
 class RowState:
     """What the dock knows about one raster layer of the project."""
 
@@ -164,9 +170,8 @@ class RailcarCounterDock(QgsDockWidget):
         self.message_label = QLabel("")
         self.message_label.setWordWrap(True)
         self.message_label.setVisible(False)
-        self.message_label.setStyleSheet(
-            "QLabel { color: #8a1c00; background: #fff4e5; border: 1px solid #f0b37e;"
-            " border-radius: 3px; padding: 3px; }")
+        self.message_label.setToolTip("Click to hide")
+        self.message_label.mousePressEvent = lambda _event: self.clear_message()
         v.addWidget(self.message_label)
 
         self.table = QTableWidget(0, len(HEADERS))
@@ -386,6 +391,8 @@ class RailcarCounterDock(QgsDockWidget):
         """Shown in the dock (always) and in QGIS's message bar (when there
         is one): what is wrong and what to do."""
         self.message_label.setText(text)
+        self.message_label.setStyleSheet(
+            MESSAGE_STYLE_INFO if level == Qgis.MessageLevel.Info else MESSAGE_STYLE_WARNING)
         self.message_label.setVisible(bool(text))
         if text and self.iface is not None and level != Qgis.MessageLevel.Info:
             try:
