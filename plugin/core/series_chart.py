@@ -124,7 +124,8 @@ def draw(fig, res, band="minmax", title=""):
         ax.spines[side].set_visible(False)
     # Legend above the plot: never over the points, whatever the counts.
     ax.legend(fontsize=small - 1, loc="lower left", bbox_to_anchor=(0.0, 1.01),
-              frameon=False, ncol=3, handlelength=1.5, columnspacing=0.8,
+              frameon=False, ncol=3 if fig.get_figwidth() < 6 else 7,
+              handlelength=1.5, columnspacing=0.8,
               borderaxespad=0.0, handletextpad=0.4)
     if title:
         fig.suptitle(title, fontsize=small + 1)
