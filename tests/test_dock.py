@@ -119,6 +119,8 @@ def test_bad_input_says_what_to_do(dock, project, raster_factory, qtbot):
     assert "No acquisition date for: mystery" in dock.message_label.text()
     assert "YYYY-MM-DD" in dock.message_label.text()
     assert dock.task is None
+    qtbot.mouseClick(dock.message_label, Qt.MouseButton.LeftButton)     # read: hide it
+    assert not dock.message_label.isVisible()
 
 
 def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, qtbot):
