@@ -19,7 +19,7 @@ from qgis.core import (
     QgsRasterLayer,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QPoint, Qt
+from qgis.PyQt.QtCore import QPoint, Qt, QTimer
 
 from railcar_counter.plugin.core import detector
 from railcar_counter.plugin.gui import dock as dock_mod
@@ -226,9 +226,16 @@ def test_cancel_stops_quickly_and_keeps_counted_layers(dock, project, raster_fac
     big = write_raster(tmp_path / "big_2021-01-01.tif",
                        (np.tile(img, (30, 1)) * 255).astype("uint8"))
     big_layer = add_raster(big)
+    ticks = []           # QGIS stays responsive: a 20 ms timer keeps ticking
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.time()))
+    timer.start(20)
     dock.run()
     qtbot.waitUntil(lambda: dock.rows[big_layer.id()].status.startswith("counting "),
                     timeout=60000)
+    qtbot.wait(1000)
+    timer.stop()
+    assert max(b - a for a, b in zip(ticks, ticks[1:])) < 0.5
     t0 = time.time()
     qtbot.mouseClick(dock.cancel_button, Qt.MouseButton.LeftButton)
     wait_done(dock, qtbot, timeout=5000)
