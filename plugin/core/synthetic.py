@@ -17,8 +17,15 @@ How a scene is made
   shadows and objects drawn with numpy on small local patches at a finer
   internal resolution, area-averaged down to the GSD (anti-aliasing: at 1 m a
   14 m car is 14 x 3 px and the gap is sub-pixel, as in real products). Then
-  clouds, haze, PSF blur, sensor noise, quantisation, nodata collar and
-  optional JPEG round-trip. Memory is bounded by the tile size.
+  clouds, haze, PSF blur, optional sharpening, per-scene colour rendition,
+  sensor noise, quantisation, nodata collar and optional JPEG round-trip.
+  Memory is bounded by the tile size. Off-nadir views lean car roofs away
+  from the satellite (truth follows the roof, shadows stay on the ground).
+
+Public API: :class:`SceneSpec`, :class:`TruthCar`, :func:`generate_scene`,
+:func:`cached_scene`, :func:`load_truth`, :func:`load_scene_info`,
+:func:`generate_site` / :func:`site_spec`, :func:`tuning_suite`,
+:func:`holdout_suite`, :func:`speed_spec`.
 
 Truth is written next to the raster as ``<raster>.truth.geojson``: one polygon
 per car (properties type, length_m, width_m, angle, hidden, train), plus
