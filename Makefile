@@ -76,6 +76,14 @@ bench-accuracy: setup link
 bench-speed: setup link
 	PYTHONPATH=$(BUILD) $(PY) tests/benchmarks/bench_speed.py
 
+# Retrain the railcar network on generated scenes (development only: PyTorch
+# goes into its own venv; the plugin runs the weights with numpy).
+TRAIN_VENV := .venv-train
+train: setup link
+	test -x $(TRAIN_VENV)/bin/python || $(PY) -m venv --system-site-packages $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -c "import torch" 2>/dev/null || $(TRAIN_VENV)/bin/pip install torch==2.13.0
+	PYTHONPATH=$(BUILD) $(TRAIN_VENV)/bin/python tests/benchmarks/train_network.py
+
 # make install: copy into the QGIS profile; make install LINK=1: symlink, so
 # edits show after "Reload plugin" without installing again.
 install:

@@ -1,14 +1,13 @@
 """The detector's building blocks, without QGIS: pixel sizes from any CRS,
-band layouts, rotation, train splitting."""
+band layouts, the network's numpy convolution."""
 import math
 
 import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from railcar_counter.plugin.core.cars import split_train
 from railcar_counter.plugin.core.errors import InputError
-from railcar_counter.plugin.core.imaging import RotatedFrame
+from railcar_counter.plugin.core.network import conv
 from railcar_counter.plugin.core.raster import RasterSource
 
 
@@ -68,27 +67,27 @@ def test_four_band_uint16_uses_visible_bands_and_masks_nodata(tmp_path):
     assert 0.0 <= np.nanpercentile(gray, 50) <= 1.0
 
 
-def test_rotated_frame_round_trip():
-    img = np.zeros((60, 80), np.float32)
-    img[30, 40] = 1.0
-    frame = RotatedFrame(img.shape, math.radians(30))
-    R = frame.sample(img, fill=0.0)
-    v, u = np.unravel_index(np.argmax(R), R.shape)
-    x, y = frame.to_image(u, v)
-    assert abs(x - 40) <= 1 and abs(y - 30) <= 1
+def _naive_conv(x, w, b, stride, dil):
+    c, h, wd = x.shape
+    k = w.shape[2]
+    r = dil * (k // 2)
+    xp = np.pad(x, ((0, 0), (r, r), (r, r)))
+    ho, wo = (h + stride - 1) // stride, (wd + stride - 1) // stride
+    out = np.zeros((w.shape[0], ho, wo))
+    for o in range(w.shape[0]):
+        for yy in range(ho):
+            for xx in range(wo):
+                y, x_ = yy * stride, xx * stride
+                patch = xp[:, y:y + 2 * r + 1:dil, x_:x_ + 2 * r + 1:dil]
+                out[o, yy, xx] = (patch * w[o]).sum() + b[o]
+    return out
 
 
-def test_train_split_at_visible_gaps():
-    gsd = 0.5
-    ev = np.ones(int(3 * 15.0 / gsd))
-    for cut in (30, 60):                 # gaps every 15 m
-        ev[cut] = 6.0
-    cuts = split_train(ev, gsd)
-    assert len(cuts) - 1 == 3
-    assert all(abs(c - e) <= 1 for c, e in zip(cuts[1:-1], (30, 60)))
-
-
-def test_train_without_visible_gaps_is_counted_from_its_length():
-    gsd = 1.0
-    ev = np.ones(int(10 * 14.5 / gsd))   # ten 14.5 m cars, gaps invisible
-    assert len(split_train(ev, gsd)) - 1 == pytest.approx(10, abs=1)
+@pytest.mark.parametrize("k, stride, dil", [(3, 1, 1), (3, 2, 1), (3, 1, 2), (3, 1, 4), (1, 1, 1)])
+def test_numpy_convolution_matches_the_definition(k, stride, dil):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 11, 9)).astype(np.float32)
+    w = rng.normal(size=(4, 3, k, k)).astype(np.float32)
+    b = rng.normal(size=4).astype(np.float32)
+    np.testing.assert_allclose(conv(x, w, b, stride, dil), _naive_conv(x, w, b, stride, dil),
+                               rtol=1e-4, atol=1e-4)

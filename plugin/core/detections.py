@@ -30,8 +30,6 @@ class Detection:
     corners: list = field(default_factory=list)
     date: str = ""      # ISO date (YYYY-MM-DD) or "" when unknown
     source: str = ""    # raster name
-    # measurements behind the score (training and diagnostics; not exported)
-    features: dict = field(default=None, repr=False, compare=False)
 
     def ring(self):
         """Closed ring of (x, y) map coordinates."""

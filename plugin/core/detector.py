@@ -1,9 +1,10 @@
 """Count railcars on one raster: the entry point shared by the dock,
 Processing and the command line. Pure numpy/GDAL/shapely, no Qt.
 
-The raster is read window by window (never whole) at a working pixel size
-of at least 0.5 m, so memory stays bounded and one setting works from 0.1 m
-aerial photos to 1 m satellite products. Each window carries a margin wider
+The raster is read window by window (never whole), resampled to the
+network's 0.5 m pixels (area average from finer imagery, bilinear from
+coarser), so memory stays bounded and one setting works from 0.1 m aerial
+photos to 1 m satellite products. Each window carries a margin wider
 than the longest car; a car belongs to the window whose core holds its
 centre, and a last pass removes the few found twice near a seam.
 """
@@ -21,16 +22,17 @@ from shapely.geometry import Point, Polygon, box
 from shapely.ops import unary_union
 from shapely.prepared import prep
 
-from .cars import MAX_CAR_M, detect_in_tile
+from .cars import detect_in_tile
 from .dates import raster_date
 from .detections import Detection
 from .errors import Canceled, InputError
 from .imaging import box_along_x, box_along_y
+from .network import INPUT_GSD, reach_m
 from .raster import RasterSource, _metres_per_degree
 
-WORK_GSD_MIN = 0.5        # finer imagery is averaged down to this (metres)
-TILE_M = 320.0            # core of a window, metres
-MARGIN_M = MAX_CAR_M + 16.0
+TILE_M = 300.0            # core of a window, metres
+MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
+MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 WORKERS = 2               # the machines analysts use have at least two cores
 
 
@@ -189,8 +191,7 @@ class _Geo:
         azimuth = math.degrees(math.atan2(dx, dy)) % 180.0
         return Detection(cx=cx, cy=cy, length_m=round(car.length * work, 2),
                          width_m=round(car.width * work, 2), angle=round(azimuth, 2),
-                         score=round(car.score, 3), type=car.type, corners=corners,
-                         features=car.features)
+                         score=round(car.score, 3), type=car.type, corners=corners)
 
 
 def _deduplicate(dets, work_m):
@@ -223,20 +224,19 @@ def _deduplicate(dets, work_m):
     return [dets[i] for i in keep]
 
 
-def count_railcars(path, options=None, progress=None, is_canceled=None, verifier=None):
+def count_railcars(path, options=None, progress=None, is_canceled=None):
     """Detect every railcar on the raster at ``path``.
 
     ``progress(fraction)`` is called with 0..1; ``is_canceled()`` is polled
     between windows and raises :class:`errors.Canceled` when it says True.
     Raises :class:`errors.InputError` for input the detector cannot use.
-    ``verifier`` replaces the shipped candidate verifier (for training).
     """
     options = options or CountOptions()
     if not 0.0 <= options.sensitivity <= 1.0:
         raise InputError("Sensitivity must be between 0 and 1 (0.5 is the default).")
     src = RasterSource(path)
-    work = max(src.gsd_m, WORK_GSD_MIN)
-    if src.gsd_m > 2.0:
+    work = INPUT_GSD
+    if src.gsd_m > MAX_GSD_M:
         raise InputError("%s has %.1f m pixels: railcars (3 m wide) cannot be seen. Use "
                          "imagery of 1 m per pixel or finer." % (os.path.basename(path), src.gsd_m))
     aoi_geoms = _load_geometries(options.aoi_wkt, "area of interest")
@@ -260,8 +260,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None, verifier
         mask = _track_mask(src, win, local.tracks[1], work) if tracks else None
         if mask is not None and not mask.any():
             return win, []
-        return win, detect_in_tile(gray, work, options.sensitivity, track_mask=mask,
-                                   verifier=verifier)
+        return win, detect_in_tile(gray, options.sensitivity, track_mask=mask)
 
     found = []
     done = 0

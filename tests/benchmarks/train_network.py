@@ -1,0 +1,299 @@
+"""Train the railcar network on generated scenes (``make train``; needs
+PyTorch, a development tool only: the plugin runs the weights with numpy).
+
+Scenes are drawn at random around the tuning suite (other seeds, sun, track
+angles, occupancy, degradations); the held-out suite of bench_accuracy.py is
+never used. Inputs go through the plugin's own reader (RasterSource) so the
+network sees exactly what it will see in QGIS. Weights are written to
+plugin/core/railcar_net.npz.
+"""
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from railcar_counter.plugin.core import synthetic
+from railcar_counter.plugin.core.network import (HEAD, INPUT_GSD, LAYERS, LENGTH_REF_M, TYPES,
+                                                 WEIGHTS, WIDTH_REF_M, input_channels)
+from railcar_counter.plugin.core.raster import RasterSource
+
+CROP = 192          # input pixels (0.5 m); output 96 x 96 at 1 m
+
+
+class Net(nn.Module):
+    """The same layers as network.LAYERS, in PyTorch."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleDict()
+        for name, cin, cout, k, stride, dil in LAYERS:
+            if name != "up":
+                self.convs[name] = nn.Conv2d(cin, cout, k, stride, padding=dil * (k // 2),
+                                             dilation=dil)
+        self.head = nn.Conv2d(LAYERS[-1][2], HEAD, 1)
+        with torch.no_grad():
+            self.head.bias[0] = -4.0            # heat starts near 0
+
+    def forward(self, x):
+        feats = {}
+        for name, cin, cout, k, stride, dil in LAYERS:
+            if name == "up":
+                skip = feats["c2"]
+                up = F.interpolate(x, scale_factor=2, mode="nearest")[:, :, :skip.shape[2], :skip.shape[3]]
+                x = torch.cat([up, skip], 1)
+                continue
+            x = F.relu(self.convs[name](x))
+            feats[name] = x
+        return self.head(x)
+
+
+def random_spec(rng, k):
+    base = synthetic.tuning_suite()[k % len(synthetic.tuning_suite())]
+    jpeg = None
+    if base.dtype == "uint8" and rng.random() < 0.3:
+        jpeg = int(rng.integers(40, 90))
+    size = float(rng.uniform(260, 420)) * max(1.0, base.gsd_m / 0.5) ** 0.5
+    return dataclasses.replace(
+        base, name="train%03d" % k, seed=50000 + k, cars_seed=None, size_m=(size, size),
+        track_angle_deg=float(rng.uniform(0, 180)), sun_azimuth=float(rng.uniform(0, 360)),
+        sun_elevation=float(rng.uniform(15, 70)),
+        season=str(rng.choice(["summer", "autumn", "winter", "spring"])),
+        occupancy=float(rng.uniform(0.25, 0.75)), haze=float(rng.uniform(0, 0.3)),
+        blur=float(rng.uniform(0.3, 0.9)), noise=float(rng.uniform(0.003, 0.02)),
+        jpeg_quality=jpeg, clouds=float(rng.choice([0.0, 0.0, 0.15])),
+        n_tracks=int(rng.integers(4, 14)) if base.n_tracks else 0,
+        curve_radius_m=float(rng.choice([0.0, 0.0, 500.0, -800.0])),
+        catenary=bool(rng.random() < 0.3))
+
+
+def scene_arrays(path, truth):
+    """Input channels at 0.5 m and the cars in that pixel frame."""
+    src = RasterSource(path)
+    bw = int(round(src.width * src.gsd_x_m / INPUT_GSD))
+    bh = int(round(src.height * src.gsd_y_m / INPUT_GSD))
+    gray, _ = src.read(0, 0, src.width, src.height, bw, bh)
+    x, valid = input_channels(gray)
+    sx, sy = src.width / bw, src.height / bh
+    cars = []
+    for c in truth:
+        pts = []
+        for X, Y in c.corners:
+            col, row = src.map_to_pixel(X, Y)
+            pts.append((col / sx - 0.5, row / sy - 0.5))
+        pts = np.array(pts)
+        e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
+        axis, side = (e1, e2) if np.hypot(*e1) >= np.hypot(*e2) else (e2, e1)
+        cx, cy = pts.mean(0)
+        theta = math.atan2(axis[1], axis[0]) % math.pi
+        cars.append((cx, cy, theta, np.hypot(*axis) * INPUT_GSD, np.hypot(*side) * INPUT_GSD,
+                     TYPES.index(c.type) if c.type in TYPES else TYPES.index("unknown"),
+                     bool(c.hidden)))
+    return x, valid, np.array(cars, np.float64).reshape(-1, 7)
+
+
+def render_targets(cars, size_out):
+    """Heat, regression targets and masks on the 1 m output grid of a crop.
+    Output pixel j sits on input pixel 2j."""
+    n = size_out
+    heat = np.zeros((n, n), np.float32)
+    reg = np.zeros((4, n, n), np.float32)
+    regm = np.zeros((n, n), np.float32)
+    typ = np.full((n, n), -100, np.int64)
+    ignore = np.zeros((n, n), bool)
+    jj, ii = np.mgrid[0:n, 0:n].astype(np.float32)
+    for cx, cy, th, L, W, t, hidden in cars:
+        ox, oy = cx / 2.0, cy / 2.0                  # output pixels (= metres)
+        r = L / 2 + 3
+        if ox < -r or oy < -r or ox > n + r or oy > n + r:
+            continue
+        x0, x1 = max(0, int(ox - r)), min(n, int(ox + r) + 2)
+        y0, y1 = max(0, int(oy - r)), min(n, int(oy + r) + 2)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        dx, dy = ii[y0:y1, x0:x1] - ox, jj[y0:y1, x0:x1] - oy
+        c, s = math.cos(th), math.sin(th)
+        du, dv = dx * c + dy * s, -dx * s + dy * c
+        if hidden:
+            ignore[y0:y1, x0:x1] |= (np.abs(du) < L / 2 + 1) & (np.abs(dv) < W / 2 + 1)
+            continue
+        g = np.exp(-0.5 * ((du / max(1.2, L / 6)) ** 2 + (dv / max(0.6, W / 4)) ** 2))
+        heat[y0:y1, x0:x1] = np.maximum(heat[y0:y1, x0:x1], g)
+        px, py = int(round(ox)), int(round(oy))
+        if 0 <= px < n and 0 <= py < n:
+            heat[py, px] = 1.0
+            for qy in range(max(0, py - 1), min(n, py + 2)):
+                for qx in range(max(0, px - 1), min(n, px + 2)):
+                    reg[:, qy, qx] = (math.cos(2 * th), math.sin(2 * th),
+                                      math.log(L / LENGTH_REF_M), W / WIDTH_REF_M)
+                    regm[qy, qx] = 1.0
+            typ[py, px] = int(t)
+    return heat, reg, regm, typ, ignore
+
+
+def dihedral(x, valid, cars, k, size):
+    """One of the 8 flips/rotations of a square crop, cars moved along.
+    Keeps even input offsets so the output grid stays aligned."""
+    cars = cars.copy()
+    if k & 1:                                # transpose
+        x = x.transpose(0, 2, 1)
+        valid = valid.T
+        cars[:, [0, 1]] = cars[:, [1, 0]]
+        cars[:, 2] = (math.pi / 2 - cars[:, 2]) % math.pi
+    if k & 2:                                # flip x about an even-aligned axis
+        x = x[:, :, ::-1]
+        valid = valid[:, ::-1]
+        cars[:, 0] = size - 1 - cars[:, 0]
+        cars[:, 2] = (math.pi - cars[:, 2]) % math.pi
+    if k & 4:
+        x = x[:, ::-1, :]
+        valid = valid[::-1, :]
+        cars[:, 1] = size - 1 - cars[:, 1]
+        cars[:, 2] = (math.pi - cars[:, 2]) % math.pi
+    return np.ascontiguousarray(x), np.ascontiguousarray(valid), cars
+
+
+def sample_batch(scenes, rng, batch):
+    xs, heats, regs, regms, typs, masks = [], [], [], [], [], []
+    for _ in range(batch):
+        x, valid, cars = scenes[rng.integers(len(scenes))]
+        _, h, w = x.shape
+        # even offsets; favour crops with cars
+        for _try in range(4):
+            oy = 2 * int(rng.integers(0, max(1, (h - CROP) // 2 + 1)))
+            ox = 2 * int(rng.integers(0, max(1, (w - CROP) // 2 + 1)))
+            if len(cars) == 0 or rng.random() < 0.25:
+                break
+            inside = (cars[:, 0] > ox) & (cars[:, 0] < ox + CROP) & (cars[:, 1] > oy) & (cars[:, 1] < oy + CROP)
+            if inside.any():
+                break
+        xc = np.zeros((2, CROP, CROP), np.float32)
+        vc = np.zeros((CROP, CROP), bool)
+        part = x[:, oy:oy + CROP, ox:ox + CROP]
+        xc[:, :part.shape[1], :part.shape[2]] = part
+        vc[:part.shape[1], :part.shape[2]] = valid[oy:oy + CROP, ox:ox + CROP]
+        cc = cars.copy()
+        if len(cc):
+            cc[:, 0] -= ox
+            cc[:, 1] -= oy
+        # flips about the centre move pixel i to CROP-1-i: shift by one input
+        # pixel first so output pixel j (input 2j) maps onto an output pixel
+        k = int(rng.integers(8))
+        if k & 6:
+            xc = np.roll(xc, -1, axis=(1, 2))
+            vc = np.roll(vc, -1, axis=(0, 1))
+            if len(cc):
+                cc[:, 0] -= 1
+                cc[:, 1] -= 1
+        xc, vc, cc = dihedral(xc, vc, cc, k, CROP)
+        if k & 6:
+            xc = np.roll(xc, 1, axis=(1, 2))
+            vc = np.roll(vc, 1, axis=(0, 1))
+            if len(cc):
+                cc[:, 0] += 1
+                cc[:, 1] += 1
+        # photometric jitter on the raw channel; the local channel is recomputed
+        g = (xc[0] + 0.5)
+        g = np.clip(g, -0.5, 2.0)
+        gain, bias, gamma = rng.uniform(0.6, 1.4), rng.uniform(-0.15, 0.15), rng.uniform(0.7, 1.4)
+        g = np.sign(g) * np.abs(g) ** gamma * gain + bias
+        g = g + rng.normal(0, rng.uniform(0, 0.03), g.shape).astype(np.float32)
+        g[~vc] = np.nan
+        xc, _ = input_channels(g.astype(np.float32))
+        heat, reg, regm, typ, ignore = render_targets(cc, CROP // 2)
+        vout = vc[::2, ::2]
+        xs.append(xc)
+        heats.append(heat)
+        regs.append(reg)
+        regms.append(regm)
+        typs.append(typ)
+        masks.append((vout & ~ignore).astype(np.float32))
+    t = lambda a: torch.from_numpy(np.stack(a))
+    return t(xs), t(heats), t(regs), t(regms), t(typs), t(masks)
+
+
+def loss_fn(out, heat, reg, regm, typ, mask):
+    p = torch.sigmoid(out[:, 0]).clamp(1e-4, 1 - 1e-4)
+    pos = (heat >= 0.999).float()
+    neg_w = (1 - heat) ** 4
+    focal = -(pos * (1 - p) ** 2 * torch.log(p) + (1 - pos) * neg_w * p ** 2 * torch.log(1 - p)) * mask
+    npos = pos.sum().clamp(min=1)
+    l_heat = focal.sum() / npos
+    r = out[:, 1:5]
+    l_reg = ((r - reg).abs().sum(1) * regm).sum() / regm.sum().clamp(min=1)
+    l_typ = F.cross_entropy(out[:, 5:], typ, ignore_index=-100) if (typ >= 0).any() else out.sum() * 0
+    return l_heat + l_reg + 0.3 * l_typ, (l_heat.item(), l_reg.item(), l_typ.item())
+
+
+def export(model, path):
+    arrays = {}
+    for name, conv in model.convs.items():
+        arrays[name + ".weight"] = conv.weight.detach().numpy().astype(np.float32)
+        arrays[name + ".bias"] = conv.bias.detach().numpy().astype(np.float32)
+    arrays["head.weight"] = model.head.weight.detach().numpy().astype(np.float32)
+    arrays["head.bias"] = model.head.bias.detach().numpy().astype(np.float32)
+    tmp = path + ".part.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenes", type=int, default=48)
+    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "railcar_train"))
+    ap.add_argument("--out", default=WEIGHTS)
+    ap.add_argument("--init", default=None, help="start from these weights (npz)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    os.makedirs(args.cache, exist_ok=True)
+    t0 = time.time()
+    scenes = []
+    for k in range(args.scenes):
+        spec = random_spec(rng, k)
+        path, truth = synthetic.cached_scene(spec, args.cache)
+        scenes.append(scene_arrays(path, truth))
+    print("%d scenes ready in %.0f s (%d cars)" % (len(scenes), time.time() - t0,
+                                                  sum(len(s[2]) for s in scenes)), flush=True)
+    model = Net()
+    if args.init:
+        with np.load(args.init) as d:
+            for name, conv in model.convs.items():
+                conv.weight.data = torch.from_numpy(d[name + ".weight"])
+                conv.bias.data = torch.from_numpy(d[name + ".bias"])
+            model.head.weight.data = torch.from_numpy(d["head.weight"])
+            model.head.bias.data = torch.from_numpy(d["head.bias"])
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
+    t0 = time.time()
+    run = None
+    for step in range(1, args.steps + 1):
+        batch = sample_batch(scenes, rng, args.batch)
+        out = model(batch[0])
+        loss, parts = loss_fn(out, *batch[1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        run = np.array(parts) if run is None else 0.98 * run + 0.02 * np.array(parts)
+        if step % 100 == 0:
+            print("step %5d  heat %.3f  reg %.3f  type %.3f  (%.0f s)" % (step, *run, time.time() - t0),
+                  flush=True)
+            export(model, args.out)
+    export(model, args.out)
+    print("wrote", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
