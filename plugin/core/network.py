@@ -66,24 +66,31 @@ def input_channels(gray):
 
 
 def conv(x, w, b, stride=1, dilation=1):
-    """'Same' convolution of x (C, H, W) with w (Cout, Cin, k, k), k = 1 or 3,
-    as k*k matrix products (memory stays at the size of the output)."""
-    c, h, wd = x.shape
+    """'Same' convolution of x (C, H, W) with w (Cout, Cin, k, k), k = 1 or 3."""
+    xl = np.ascontiguousarray(x.transpose(1, 2, 0))
+    return conv_hwc(xl, w, b, stride, dilation).transpose(2, 0, 1)
+
+
+def conv_hwc(x, w, b, stride=1, dilation=1):
+    """The same on channels-last arrays (H, W, C), the layout the network runs
+    in: each of the k*k taps is one matrix product over contiguous channel
+    vectors, and memory stays at the size of the output."""
+    h, wd, c = x.shape
     k = w.shape[2]
     if k == 1:
-        return (w[:, :, 0, 0] @ x.reshape(c, -1) + b[:, None]).reshape(-1, h, wd)
+        return (x.reshape(-1, c) @ w[:, :, 0, 0].T + b).reshape(h, wd, -1)
     d = dilation
     ho = (h + stride - 1) // stride
     wo = (wd + stride - 1) // stride
-    xp = np.pad(x, ((0, 0), (d, d), (d, d)))
-    out = np.zeros((w.shape[0], ho * wo), np.float32)
+    xp = np.pad(x, ((d, d), (d, d), (0, 0)))
+    out = np.empty((ho * wo, w.shape[0]), np.float32)
+    out[:] = b
     for ky in range(3):
         for kx in range(3):
-            patch = xp[:, ky * d: ky * d + (ho - 1) * stride + 1: stride,
+            patch = xp[ky * d: ky * d + (ho - 1) * stride + 1: stride,
                        kx * d: kx * d + (wo - 1) * stride + 1: stride]
-            out += w[:, :, ky, kx] @ patch.reshape(c, -1)
-    out += b[:, None]
-    return out.reshape(-1, ho, wo)
+            out += patch.reshape(-1, c) @ w[:, :, ky, kx].T
+    return out.reshape(ho, wo, -1)
 
 
 class RailcarNet:
@@ -96,18 +103,19 @@ class RailcarNet:
         outputs at 1 m; output pixel j lies on input pixel 2j."""
         p = self.p
         feats = {}
-        prev = x
+        prev = np.ascontiguousarray(x.transpose(1, 2, 0))
         for name, cin, cout, k, stride, dil in LAYERS:
             if name == "up":
                 skip = feats["c2"]
-                upx = prev.repeat(2, axis=1).repeat(2, axis=2)[:, :skip.shape[1], :skip.shape[2]]
-                prev = np.concatenate([upx, skip], axis=0)
+                upx = prev.repeat(2, axis=0).repeat(2, axis=1)[:skip.shape[0], :skip.shape[1]]
+                prev = np.concatenate([upx, skip], axis=2)
                 continue
-            prev = np.maximum(conv(prev, p[name + ".weight"], p[name + ".bias"], stride, dil), 0)
+            prev = conv_hwc(prev, p[name + ".weight"], p[name + ".bias"], stride, dil)
+            np.maximum(prev, 0, out=prev)
             feats[name] = prev
-        c, h, w = prev.shape
-        out = p["head.weight"].reshape(HEAD, c) @ prev.reshape(c, -1) + p["head.bias"][:, None]
-        return out.reshape(HEAD, h, w)
+        h, w, c = prev.shape
+        out = prev.reshape(-1, c) @ p["head.weight"].reshape(HEAD, c).T + p["head.bias"]
+        return np.ascontiguousarray(out.reshape(h, w, HEAD).transpose(2, 0, 1))
 
 
 _cached = None
