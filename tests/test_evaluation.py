@@ -114,6 +114,9 @@ def test_lookalike_and_off_track_false_positives():
     assert r.tp == 1 and r.fp == 3
     # on the truck, and off the tracks; the one on the empty track is a plain FP
     assert r.fp_lookalike == 2
+    # a scene without tracks: every false car is off the tracks
+    assert match(dets[1:], [], track_corridors=[]).fp_lookalike == 3
+    assert match(dets[1:], []).fp_lookalike == 0          # nothing known about the scene
 
 
 def test_geographic_coordinates():

@@ -95,9 +95,10 @@ def match(detections, truth, iou_min=0.3, lookalikes=None, track_corridors=None)
     """Match ``detections`` (objects with cx, cy, corners, score, type) to
     ``truth`` (TruthCar-like: cx, cy, corners, length_m, width_m, type,
     hidden). ``lookalikes``: WKT strings or (type, WKT) of look-alike
-    footprints; ``track_corridors``: WKT polygons around the tracks. A false
-    positive counts as a look-alike FP when its centre is on a look-alike or,
-    when corridors are given, off every track corridor."""
+    footprints; ``track_corridors``: WKT polygons around the tracks (None:
+    unknown; an empty list: the scene has no tracks). A false positive counts
+    as a look-alike FP when its centre is on a look-alike or, when corridors
+    are given, off every track corridor."""
     res = MatchResult()
     tpolys = [_poly(t.corners) for t in truth]
     tbig = [_enlarged(t) for t in truth]
@@ -170,7 +171,7 @@ def match(detections, truth, iou_min=0.3, lookalikes=None, track_corridors=None)
             res.fp_index.append(i)
             pt = Point(d.cx, d.cy)
             if any(p.contains(pt) for p in look_polys) or \
-               (corridors and not any(c.contains(pt) for c in corridors)):
+               (track_corridors is not None and not any(c.contains(pt) for c in corridors)):
                 res.fp_lookalike += 1
     for j, t in enumerate(truth):
         if not taken[j] and not hidden[j]:
