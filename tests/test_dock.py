@@ -157,7 +157,7 @@ def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, q
         "yyyy-MM-dd") == "2021-05-01"
     assert dock.chart.plotted_points() == [(r[2], int(r[3])) for r in rows]
     assert dock.summary_label.text() == dock.result.summary
-    assert dock.summary_label.text().startswith("2023-10-05: %d railcars" % counts[-1])
+    assert dock.summary_label.text().startswith("2023-10-05: %d railcar" % counts[-1])
     assert dock.progress.value() == 100
     # Selecting a row zooms the map to that date's image.
     canvas = dock.iface.mapCanvas()
