@@ -52,7 +52,7 @@ def test_countseries_writes_layer_csv_chart_and_summary(processing_ready, series
     with open(res["CHART"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert res["SUMMARY"].startswith("2023-10-05: %d railcar" % expected["2023-10-05"])
-    assert "(2017-2022)" in res["SUMMARY"]
+    assert "2017-2022" in res["SUMMARY"]
     assert res["LATEST_COUNT"] == expected["2023-10-05"]
     assert res["BREAKS"] == sum(1 for r in rows if r["breaks_baseline"] == "yes")
 
