@@ -148,6 +148,13 @@ def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, q
         assert l.featureCount() >= 1
     for l in layers:
         assert l.temporalProperties().isActive()
+    # A corrected date reaches the detections too.
+    det0 = project.mapLayer(dock.rows[layers[0].id()].det_layer_id)
+    assert dock.set_date(layers[0].id(), "2021-05-02")
+    assert det0.name() == "railcars 2021-05-02"
+    assert {f["date"] for f in det0.getFeatures()} == {"2021-05-02"}
+    assert dock.set_date(layers[0].id(), "2021-05-01")
+    det_layers = [c.layer() for c in group.findLayers()]
     # The Temporal Controller on 2022-06-01 shows that date's image and cars only.
     frame = dock_mod.day_range("2022-06-01")
     shown = sorted(l.name() for l in layers + det_layers

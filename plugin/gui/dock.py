@@ -594,6 +594,12 @@ class RailcarCounterDock(QgsDockWidget):
                 count_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 count_item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight
                                                 | Qt.AlignmentFlag.AlignVCenter))
+                det = self._det_layer(row)
+                if det is not None:
+                    locos = det.featureCount() - (row.count or 0)
+                    count_item.setToolTip("%s freight car(s)%s; locomotives are not "
+                                          "counted." % (row.count, ", %d locomotive(s)"
+                                                        % locos if locos > 0 else ""))
                 status_item = QTableWidgetItem(row.status or ("" if row.date else NO_DATE))
                 status_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 status_item.setToolTip(row.error or row.status)
@@ -660,6 +666,7 @@ class RailcarCounterDock(QgsDockWidget):
         if det is not None:
             self._set_vector_temporal(det, iso)
             det.setName("railcars %s" % iso)
+            _set_date_field(det, iso)
         self._mark_dirty()
         self.refresh()
         return True
@@ -1474,6 +1481,21 @@ class RailcarCounterDock(QgsDockWidget):
             self.task.cancel()
         self._detections_dir = ""
         self.apply_state(None)
+
+
+def _set_date_field(layer, iso):
+    """Write a corrected date into every detection of ``layer`` (saved at
+    once, or into the edit buffer when the analyst is editing)."""
+    idx = layer.fields().indexOf("date")
+    if idx < 0:
+        return
+    if layer.isEditable():
+        for f in layer.getFeatures():
+            layer.changeAttributeValue(f.id(), idx, iso)
+    else:
+        layer.dataProvider().changeAttributeValues(
+            {f.id(): {idx: iso} for f in layer.getFeatures()})
+        layer.reload()
 
 
 def _errors_text(errors):
