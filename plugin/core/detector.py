@@ -30,7 +30,7 @@ from .imaging import box_along_x, box_along_y
 from .network import INPUT_GSD, reach_m
 from .raster import RasterSource, _metres_per_degree
 
-TILE_M = 300.0            # core of a window, metres
+TILE_M = 240.0            # core of a window, metres (memory per worker ~ its square)
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 WORKERS = 2               # the machines analysts use have at least two cores
@@ -251,12 +251,13 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     tol = 4.0 / work                                   # pixels, for seam ownership
     local = threading.local()
 
+    src.stretch()                                      # once, before the workers read
+
     def run(win):
-        # GDAL handles are not shared between threads: one per worker
-        if not hasattr(local, "src"):
-            local.src = RasterSource(path)
-            local.tracks = _tracks_layer(src, tracks) if tracks else None
-        gray, _ = local.src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
+        # OGR layers are not shared between threads: one per worker
+        if tracks and not hasattr(local, "tracks"):
+            local.tracks = _tracks_layer(src, tracks)
+        gray, _ = src.read_window(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
         mask = _track_mask(src, win, local.tracks[1], work) if tracks else None
         if mask is not None and not mask.any():
             return win, []

@@ -125,12 +125,25 @@ class RasterSource:
     def read(self, xoff, yoff, xsize, ysize, buf_w, buf_h):
         """Brightness (float32, about 0..1) and a validity mask for a window,
         resampled (area average) to buf_w x buf_h."""
+        return self._read(self.ds, xoff, yoff, xsize, ysize, buf_w, buf_h)
+
+    def read_window(self, xoff, yoff, xsize, ysize, buf_w, buf_h):
+        """The same through a handle of its own, closed afterwards: safe from
+        worker threads, and GDAL frees the window's cached blocks, so memory
+        does not grow with the raster. Call stretch() once before."""
+        ds = gdal.Open(self.path, gdal.GA_ReadOnly)
+        try:
+            return self._read(ds, xoff, yoff, xsize, ysize, buf_w, buf_h)
+        finally:
+            ds = None
+
+    def _read(self, ds, xoff, yoff, xsize, ysize, buf_w, buf_h):
         stack = []
         valid = np.ones((buf_h, buf_w), bool)
         alg = gdal.GRIORA_Average if (buf_w < xsize or buf_h < ysize) else gdal.GRIORA_Bilinear
         lo, scale = self.stretch()
         for k, bi in enumerate(self.bands):
-            band = self.ds.GetRasterBand(bi)
+            band = ds.GetRasterBand(bi)
             a = band.ReadAsArray(xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h,
                                  resample_alg=alg)
             nd = self.nodata[k]
@@ -140,7 +153,7 @@ class RasterSource:
                 valid &= np.isfinite(a)
             stack.append(a)
         if self.alpha_band is not None:
-            al = self.ds.GetRasterBand(self.alpha_band).ReadAsArray(
+            al = ds.GetRasterBand(self.alpha_band).ReadAsArray(
                 xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h)
             valid &= al > 0
         if len(stack) == 1:
@@ -159,22 +172,25 @@ class RasterSource:
     def stretch(self):
         """Offset and scale that map the 1st..99th brightness percentile of the
         whole raster to 0..1, so 8-bit, 11/12-bit and float products all look
-        the same to the detector. Computed once from a decimated read."""
+        the same to the detector. Computed once from a decimated read through
+        a handle of its own (its cached blocks go when it closes)."""
         if self._stats is None:
+            ds = gdal.Open(self.path, gdal.GA_ReadOnly)
             n = 1024
             bw = max(1, min(self.width, n))
             bh = max(1, min(self.height, n))
             sums = None
             valid = np.ones((bh, bw), bool)
             for k, bi in enumerate(self.bands):
-                a = self.ds.GetRasterBand(bi).ReadAsArray(0, 0, self.width, self.height,
-                                                          buf_xsize=bw, buf_ysize=bh)
+                a = ds.GetRasterBand(bi).ReadAsArray(0, 0, self.width, self.height,
+                                                     buf_xsize=bw, buf_ysize=bh)
                 a = a.astype(np.float64)
                 nd = self.nodata[k]
                 if nd is not None:
                     valid &= a != nd
                 valid &= np.isfinite(a)
                 sums = a if sums is None else sums + a
+            ds = None
             gray = sums / len(self.bands)
             vals = gray[valid]
             if vals.size < 16:

@@ -1,0 +1,85 @@
+"""count_railcars end to end on generated scenes (no QGIS): accuracy on a
+small realistic yard, look-alikes, area of interest, known tracks, window
+seams, progress and Cancel."""
+import pytest
+
+from railcar_counter.plugin.core import detector, evaluation, synthetic
+from railcar_counter.plugin.core.detector import CountOptions, count_railcars
+from railcar_counter.plugin.core.errors import Canceled, InputError
+
+YARD = synthetic.SceneSpec(name="test_yard", seed=4242, gsd_m=0.5, size_m=(260.0, 200.0),
+                           n_tracks=6, track_angle_deg=63.0, occupancy=0.55, trucks=3,
+                           containers=8, date="2023-10-05")
+LOOKALIKES = synthetic.SceneSpec(name="test_lookalikes", seed=4243, gsd_m=0.5,
+                                 size_m=(260.0, 200.0), n_tracks=4, n_cars=0,
+                                 locomotive_rate=0, trucks=10, truck_parking=8,
+                                 containers=30, sheds=2)
+
+
+@pytest.fixture(scope="module")
+def yard(tmp_path_factory):
+    return synthetic.cached_scene(YARD, str(tmp_path_factory.mktemp("scenes")))
+
+
+def test_counts_a_realistic_yard(yard):
+    path, truth = yard
+    result = count_railcars(path)
+    m = evaluation.match(result.detections, truth)
+    assert m.true_freight > 30
+    assert m.f1 >= 0.8, m.as_dict()
+    assert abs(m.count_error) <= 0.15, m.as_dict()
+    d = result.detections[0]
+    assert 0 <= d.score <= 1 and 0 <= d.angle < 180
+    assert 5 <= d.length_m <= 25 and 2 <= d.width_m <= 4
+    assert d.date == "2023-10-05" and d.source.startswith("test_yard")
+    assert result.count + result.locomotives == len(result.detections)
+
+
+def test_lookalikes_off_the_tracks_are_not_railcars(tmp_path):
+    path, _ = synthetic.cached_scene(LOOKALIKES, str(tmp_path))
+    assert count_railcars(path).count <= 2
+
+
+def test_area_of_interest_keeps_cars_whose_centre_is_inside(yard):
+    path, truth = yard
+    xs = sorted(c.cx for c in truth)
+    ys = sorted(c.cy for c in truth)
+    xcut = xs[len(xs) // 2]
+    aoi = "POLYGON((%f %f, %f %f, %f %f, %f %f, %f %f))" % (
+        xs[0] - 50, ys[0] - 50, xcut, ys[0] - 50, xcut, ys[-1] + 50, xs[0] - 50, ys[-1] + 50,
+        xs[0] - 50, ys[0] - 50)
+    full = count_railcars(path)
+    part = count_railcars(path, CountOptions(aoi_wkt=[aoi]))
+    assert all(d.cx <= xcut for d in part.detections)
+    assert 0.3 * full.count <= part.count <= 0.7 * full.count
+
+
+def test_known_tracks_restrict_detection_to_them(yard):
+    path, truth = yard
+    one_train = [c for c in truth if c.train == truth[0].train]
+    (x0, y0), (x1, y1) = (one_train[0].cx, one_train[0].cy), (one_train[-1].cx, one_train[-1].cy)
+    dx, dy = x1 - x0, y1 - y0
+    line = "LINESTRING(%f %f, %f %f)" % (x0 - dx, y0 - dy, x1 + dx, y1 + dy)
+    result = count_railcars(path, CountOptions(tracks_wkt=[line]))
+    assert len(one_train) - 2 <= len(result.detections) <= len(one_train) + 2
+
+
+def test_window_seams_do_not_change_the_count(yard, monkeypatch):
+    path, _ = yard
+    whole = count_railcars(path).count
+    monkeypatch.setattr(detector, "TILE_M", 70.0)        # many seams across the yard
+    assert abs(count_railcars(path).count - whole) <= 1
+
+
+def test_progress_reaches_the_end_and_cancel_stops(yard):
+    path, _ = yard
+    seen = []
+    count_railcars(path, progress=seen.append)
+    assert seen and seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+    with pytest.raises(Canceled):
+        count_railcars(path, is_canceled=lambda: True)
+
+
+def test_sensitivity_out_of_range_is_explained(yard):
+    with pytest.raises(InputError, match="between 0 and 1"):
+        count_railcars(yard[0], CountOptions(sensitivity=3))
