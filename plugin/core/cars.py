@@ -43,13 +43,13 @@ def _max3x3(a):
     return m
 
 
-def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None):
+def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canceled=None):
     """Railcars in a tile of brightness at 0.5 m per pixel. ``track_mask``
     (bool, same shape) keeps only cars centred on known tracks."""
     x, valid = input_channels(gray)
     if valid.mean() < 0.02:
         return []
-    out = (network or default_network())(x)
+    out = (network or default_network())(x, is_canceled)
     heat = 1.0 / (1.0 + np.exp(-np.clip(out[0], -30, 30)))
     s = OUTPUT_STRIDE
     heat[~valid[::s, ::s][:heat.shape[0], :heat.shape[1]]] = 0.0

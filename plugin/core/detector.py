@@ -227,8 +227,10 @@ def _deduplicate(dets, work_m):
 def count_railcars(path, options=None, progress=None, is_canceled=None):
     """Detect every railcar on the raster at ``path``.
 
-    ``progress(fraction)`` is called with 0..1; ``is_canceled()`` is polled
-    between windows and raises :class:`errors.Canceled` when it says True.
+    ``progress(fraction)`` is called with 0..1 from the calling thread;
+    ``is_canceled()`` is polled (also from worker threads) between windows
+    and between the network's layers, a fraction of a second apart, and the
+    run raises :class:`errors.Canceled` when it says True.
     Raises :class:`errors.InputError` for input the detector cannot use.
     """
     options = options or CountOptions()
@@ -261,7 +263,8 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         mask = _track_mask(src, win, local.tracks[1], work) if tracks else None
         if mask is not None and not mask.any():
             return win, []
-        return win, detect_in_tile(gray, options.sensitivity, track_mask=mask)
+        return win, detect_in_tile(gray, options.sensitivity, track_mask=mask,
+                                   is_canceled=is_canceled)
 
     found = []
     done = 0

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from .errors import Canceled
 from .imaging import box_along_x, box_along_y
 
 WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_net.npz")
@@ -98,9 +99,10 @@ class RailcarNet:
         with np.load(path) as data:
             self.p = {k: data[k].astype(np.float32) for k in data.files}
 
-    def __call__(self, x):
+    def __call__(self, x, is_canceled=None):
         """x: (2, H, W) input channels -> (HEAD, ceil(H/2), ceil(W/2)) raw
-        outputs at 1 m; output pixel j lies on input pixel 2j."""
+        outputs at 1 m; output pixel j lies on input pixel 2j.
+        ``is_canceled()`` is asked between layers so Cancel is prompt."""
         p = self.p
         feats = {}
         prev = np.ascontiguousarray(x.transpose(1, 2, 0))
@@ -110,6 +112,8 @@ class RailcarNet:
                 upx = prev.repeat(2, axis=0).repeat(2, axis=1)[:skip.shape[0], :skip.shape[1]]
                 prev = np.concatenate([upx, skip], axis=2)
                 continue
+            if is_canceled is not None and is_canceled():
+                raise Canceled()
             prev = conv_hwc(prev, p[name + ".weight"], p[name + ".bias"], stride, dil)
             np.maximum(prev, 0, out=prev)
             feats[name] = prev
