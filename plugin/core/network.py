@@ -22,17 +22,18 @@ LOCAL_NORM_M = 24.0    # window of the local normalisation, metres
 # (name, in channels, out channels, kernel, stride, dilation). 'up' doubles
 # the resolution of the previous output and appends the output of c2.
 # Context comes from the cheap 2 m layers (dilated: about 30 m around each
-# pixel, enough to see a whole car and its neighbours' gaps); detail from
+# pixel, enough to see a whole car, its neighbours and the gaps); detail from
 # the 0.5 m and 1 m layers.
 LAYERS = (
-    ("c1", 2, 8, 3, 1, 1),       # 0.5 m
-    ("c2", 8, 16, 3, 2, 1),      # 1 m
-    ("c3", 16, 32, 3, 2, 1),     # 2 m
-    ("c4", 32, 32, 3, 1, 2),
-    ("c5", 32, 32, 3, 1, 4),
-    ("up", 48, None, None, None, None),
-    ("c6", 48, 16, 1, 1, 1),     # 1 m
-    ("c7", 16, 16, 3, 1, 1),
+    ("c1", 2, 12, 3, 1, 1),      # 0.5 m
+    ("c2", 12, 24, 3, 2, 1),     # 1 m
+    ("c3", 24, 48, 3, 2, 1),     # 2 m
+    ("c4", 48, 48, 3, 1, 2),
+    ("c5", 48, 48, 3, 1, 4),
+    ("c5b", 48, 48, 3, 1, 8),
+    ("up", 72, None, None, None, None),
+    ("c6", 72, 24, 1, 1, 1),     # 1 m
+    ("c7", 24, 24, 3, 1, 1),
 )
 TYPES = ("box", "tank", "open", "flat", "covered", "locomotive", "unknown")
 HEAD = 1 + 2 + 2 + len(TYPES)     # heat, cos/sin 2a, log length, width, types

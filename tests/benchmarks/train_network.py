@@ -246,8 +246,10 @@ def export(model, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scenes", type=int, default=48)
-    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--scenes", type=int, default=96)
+    ap.add_argument("--first", type=int, default=0, help="index of the first scene drawn")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--max-lr", type=float, default=3e-3)
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "railcar_train"))
     ap.add_argument("--out", default=WEIGHTS)
@@ -259,7 +261,7 @@ def main(argv=None):
     os.makedirs(args.cache, exist_ok=True)
     t0 = time.time()
     scenes = []
-    for k in range(args.scenes):
+    for k in range(args.first, args.first + args.scenes):
         spec = random_spec(rng, k)
         path, truth = synthetic.cached_scene(spec, args.cache)
         scenes.append(scene_arrays(path, truth))
@@ -274,7 +276,7 @@ def main(argv=None):
             model.head.weight.data = torch.from_numpy(d["head.weight"])
             model.head.bias.data = torch.from_numpy(d["head.bias"])
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.max_lr, total_steps=args.steps, pct_start=0.1)
     t0 = time.time()
     run = None
     for step in range(1, args.steps + 1):
