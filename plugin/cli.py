@@ -212,6 +212,29 @@ def _configure_count(parser):
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the result")
 
 
+def run_algorithm(algorithm, params, feedback):
+    """processing.run for the command line: Ctrl-C cancels, and a failure
+    becomes one clear line (UserError)."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProject
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    context.setFeedback(feedback)
+    with cancel_on_interrupt(feedback) as interrupted:
+        try:
+            results = processing.run(algorithm, params, context=context, feedback=feedback)
+        except QgsProcessingException as exc:
+            feedback.end_progress()
+            if interrupted:
+                raise KeyboardInterrupt
+            raise UserError(_clean_processing_message(str(exc)))
+        finally:
+            # Release the written files before they are moved into place.
+            del context
+    feedback.end_progress()
+    return results
+
+
 def run_count(args):
     raster = _existing_file(args.input, "Input raster",
                             "Give the path of an image file (GeoTIFF, JP2, VRT ...).")
@@ -223,9 +246,7 @@ def run_count(args):
     check_output_free(args.output, args.overwrite)     # before the slow start of QGIS
 
     headless_qgis()
-    import processing
-    from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProject,
-                           QgsVectorFileWriter)
+    from qgis.core import QgsVectorFileWriter
     ext = os.path.splitext(args.output)[1].lower().lstrip(".")
     if ext not in [e.lower() for e in QgsVectorFileWriter.supportedFormatExtensions()]:
         raise UserError("Cannot tell the output format from '%s'. End the output name "
@@ -241,22 +262,7 @@ def run_count(args):
             params["TRACKS"] = tracks
         if args.sensitivity is not None:
             params["SENSITIVITY"] = args.sensitivity
-        context = QgsProcessingContext()
-        context.setProject(QgsProject.instance())
-        context.setFeedback(feedback)
-        with cancel_on_interrupt(feedback) as interrupted:
-            try:
-                results = processing.run("railcarcounter:countrailcars", params,
-                                         context=context, feedback=feedback)
-            except QgsProcessingException as exc:
-                feedback.end_progress()
-                if interrupted:
-                    raise KeyboardInterrupt
-                raise UserError(_clean_processing_message(str(exc)))
-            finally:
-                # Release the written file before it is moved into place.
-                del context
-        feedback.end_progress()
+        results = run_algorithm("railcarcounter:countrailcars", params, feedback)
     count, locos = int(results["COUNT"]), int(results["LOCOMOTIVES"])
     print("%d railcars (%d locomotives) in %s" % (count, locos, os.path.basename(raster)))
     print(os.path.abspath(args.output))

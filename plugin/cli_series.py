@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 from .cli import (
-    UserError, _clean_processing_message, _existing_file, cancel_on_interrupt,
-    headless_qgis, make_feedback, output_files, register, staged_output)
+    UserError, _existing_file, headless_qgis, make_feedback, output_files, register,
+    run_algorithm, staged_output)
 from .processing.count_series import WINDOW_CHOICES
 
 # The demo site: 9 dates over 5.4 years, a quiet yard (8-20 cars) and a
@@ -33,32 +33,14 @@ def _run_series(rasters, output, csv_path, chart_path, extra, quiet=False):
     """processing.run countseries; returns its results. ``output`` etc. are
     final paths (the caller stages them)."""
     headless_qgis()
-    import processing
-    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProject
-
-    feedback = make_feedback(quiet)
     params = dict(extra)
     params.update({"INPUT": list(rasters), "OUTPUT": output, "COUNTS_CSV": csv_path,
                    "CHART": chart_path})
-    context = QgsProcessingContext()
-    context.setProject(QgsProject.instance())
-    context.setFeedback(feedback)
-    with cancel_on_interrupt(feedback) as interrupted:
-        try:
-            results = processing.run("railcarcounter:countseries", params,
-                                     context=context, feedback=feedback)
-        except QgsProcessingException as exc:
-            feedback.end_progress()
-            if interrupted:
-                raise KeyboardInterrupt
-            raise UserError(_clean_processing_message(str(exc)))
-        finally:
-            del context
-    feedback.end_progress()
-    return results
+    return run_algorithm("railcarcounter:countseries", params, make_feedback(quiet))
 
 
 # ------------------------------------------------------------------ series
+
 def _configure_series(parser):
     parser.add_argument("--input", "-i", required=True, nargs="+", metavar="RASTER",
                         help="images of the site, one per date")
