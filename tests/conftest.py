@@ -184,68 +184,50 @@ def write_raster(path, bands, epsg=UTM52N, gsd=0.5, origin=(500000.0, 4700000.0)
     return str(path)
 
 
-def simple_yard(gsd=0.5, n_cars=10, tracks=2, car_len=14.0, car_w=3.0, gap=1.5,
-                margin=20.0, seed=0):
-    """A plain, easy yard: grey ballast strips along x, dark rails, ``n_cars``
-    coupled box-car roofs per track, some noise. Returns (image 0..1 float of
-    shape (rows, cols), list of car centres in metres from the top-left)."""
-    rng = np.random.default_rng(seed)
-    length_m = 2 * margin + n_cars * (car_len + gap)
-    height_m = 2 * margin + tracks * 5.0
-    cols, rows = int(round(length_m / gsd)), int(round(height_m / gsd))
-    x = (np.arange(cols) + 0.5) * gsd
-    y = (np.arange(rows) + 0.5) * gsd
-    img = np.full((rows, cols), 0.35) + rng.normal(0, 0.02, (rows, cols))   # soil
-    centres = []
-    colours = [0.15, 0.75, 0.55, 0.25, 0.85]
-    for t in range(tracks):
-        ty = margin + 2.5 + t * 5.0
-        on_ballast = np.abs(y - ty) < 1.8
-        img[on_ballast, :] = 0.6 + rng.normal(0, 0.02, (on_ballast.sum(), cols))
-        for rail in (-0.72, 0.72):
-            img[np.abs(y - ty - rail) < 0.1 + gsd / 2, :] = 0.25
-        for i in range(n_cars):
-            cx = margin + gap / 2 + i * (car_len + gap) + car_len / 2
-            body_y = np.abs(y - ty) < car_w / 2
-            body_x = np.abs(x - cx) < car_len / 2
-            img[np.ix_(body_y, body_x)] = colours[(i + t) % len(colours)]
-            shadow_y = (y - ty >= car_w / 2) & (y - ty < car_w / 2 + 1.5)
-            img[np.ix_(shadow_y, body_x)] *= 0.4
-            centres.append((cx, ty))
-    return np.clip(img + rng.normal(0, 0.01, img.shape), 0, 1), centres
+def yard_spec(name, kind="utm", bands=3, dtype="uint8", gsd_m=0.5, n_cars=10, tracks=2):
+    """A small realistic yard (plugin/core/synthetic.py): ``tracks`` straight
+    east-west tracks about ``n_cars`` cars long, about ``n_cars`` coupled cars
+    on each, shadows, ballast and rails, soil around; no look-alikes."""
+    from railcar_counter.plugin.core import synthetic
+    length_m = 60.0 + n_cars * 17.0
+    return synthetic.SceneSpec(
+        name=Path(name).stem, seed=1000 + 37 * n_cars + tracks, gsd_m=gsd_m,
+        crs="EPSG:%d" % (UTM52N if kind == "utm" else 4326), size_m=(length_m, 50.0 + 5.0 * tracks),
+        n_tracks=tracks, track_angle_deg=90.0, n_cars=n_cars * tracks, locomotive_rate=0.0,
+        single_car_rate=0.0, sun_elevation=45.0, sun_azimuth=160.0, haze=0.02,
+        roads=0, trucks=0, containers=0, sheds=0, buildings=0, platforms=0,
+        dtype=dtype, bands={1: "pan", 3: "rgb", 4: "bgrn"}[bands])
 
 
 @pytest.fixture()
 def raster_factory(tmp_path):
     """Returns make(name, kind="utm"|"geographic", bands=1|3|4, dtype="uint8"|
-    "uint16", gsd_m=0.5, n_cars=10, tracks=2, metadata=None) -> (path, truth),
-    where truth is a dict with the number of cars and the scene's extent."""
+    "uint16", gsd_m=0.5, n_cars=10, tracks=2, metadata=None) -> (path, truth):
+    a generated yard (see yard_spec) and a dict with the number of cars
+    ("cars"), their centres in metres east and south of the top-left corner
+    ("centres_m", rounded to 0.5 m so that cars on one track share a row),
+    the scene's extent in its CRS ("extent"), "epsg" and "gsd_m"."""
+    from railcar_counter.plugin.core import synthetic
+    from railcar_counter.plugin.core.raster import RasterSource
+
     def make(name="scene.tif", kind="utm", bands=3, dtype="uint8", gsd_m=0.5,
              n_cars=10, tracks=2, metadata=None):
-        img, centres = simple_yard(gsd=gsd_m, n_cars=n_cars, tracks=tracks)
-        scale = 255 if dtype == "uint8" else 2047     # 11-bit, as many satellites deliver
-        stack = []
-        for b in range(bands):
-            tint = (0.9, 1.0, 1.05, 1.2)[b % 4] if bands > 1 else 1.0
-            stack.append(np.clip(img * tint, 0, 1) * scale)
-        stack = np.asarray(stack).astype(dtype)
-        if kind == "utm":
-            path = write_raster(tmp_path / name, stack, epsg=UTM52N, gsd=gsd_m,
-                                metadata=metadata)
-            origin = (500000.0, 4700000.0)
-            extent = (origin[0], origin[1] - stack.shape[1] * gsd_m,
-                      origin[0] + stack.shape[2] * gsd_m, origin[1])
-            epsg = UTM52N
-        else:   # geographic: degrees near Tumangang (42.42 N, 130.60 E)
-            lat0, lon0 = 42.42, 130.60
-            dlat = gsd_m / 111320.0
-            dlon = gsd_m / (111320.0 * np.cos(np.radians(lat0)))
-            gt = (lon0, dlon, 0.0, lat0, 0.0, -dlat)
-            path = write_raster(tmp_path / name, stack, epsg=4326, geotransform=gt,
-                                metadata=metadata)
-            extent = (lon0, lat0 - stack.shape[1] * dlat, lon0 + stack.shape[2] * dlon, lat0)
-            epsg = 4326
-        return path, {"cars": len(centres), "centres_m": centres, "extent": extent,
+        path = str(tmp_path / name)
+        cars = [c for c in synthetic.generate_scene(
+            yard_spec(name, kind, bands, dtype, gsd_m, n_cars, tracks), path) if not c.hidden]
+        os.remove(synthetic.truth_path(path))     # a user's folder holds only the image
+        ds = gdal.Open(path, gdal.GA_Update)
+        ds.SetMetadata(metadata or {})
+        ds = None
+        src = RasterSource(path)
+        (x0, y0), (x1, y1) = src.pixel_to_map(0, 0), src.pixel_to_map(src.width, src.height)
+        extent = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        sx = src.gsd_x_m / abs(src.gt[1])          # metres per map unit
+        sy = src.gsd_y_m / abs(src.gt[5])
+        centres = [(round((c.cx - extent[0]) * sx * 2) / 2, round((extent[3] - c.cy) * sy * 2) / 2)
+                   for c in cars]
+        epsg = UTM52N if kind == "utm" else 4326
+        return path, {"cars": len(cars), "centres_m": centres, "extent": extent,
                       "epsg": epsg, "gsd_m": gsd_m}
     return make
 

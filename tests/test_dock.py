@@ -9,9 +9,7 @@ import time
 
 import matplotlib.dates as mdates
 
-import numpy as np
 import pytest
-from conftest import simple_yard, write_raster
 from qgis.core import (
     QgsFeature,
     QgsGeometry,
@@ -21,7 +19,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QPoint, Qt, QTimer
 
-from railcar_counter.plugin.core import detector
+from railcar_counter.plugin.core import detector, synthetic
 from railcar_counter.plugin.gui import dock as dock_mod
 
 COLS = dock_mod
@@ -227,11 +225,10 @@ def test_cancel_stops_quickly_and_keeps_counted_layers(dock, project, raster_fac
                                                        tmp_path, qtbot):
     small, _ = raster_factory("yard_2020-01-01.tif", n_cars=4, tracks=1)
     add_raster(small)
-    # A long yard image (3000 x 1940 px, thousands of cars, ~4 s to count)
-    # counted second: Cancel lands in the middle of it.
-    img, _c = simple_yard(n_cars=60, tracks=2)
-    big = write_raster(tmp_path / "big_2021-01-01.tif",
-                       (np.tile(img, (30, 1)) * 255).astype("uint8"))
+    # A big yard image (2400 x 2400 px, many seconds to count) counted
+    # second: Cancel lands in the middle of it.
+    big = str(tmp_path / "big_2021-01-01.tif")
+    synthetic.generate_scene(synthetic.speed_spec(2400), big)
     big_layer = add_raster(big)
     ticks = []           # QGIS stays responsive: a 20 ms timer keeps ticking
     timer = QTimer()
