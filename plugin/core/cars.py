@@ -31,7 +31,7 @@ class PixelCar:
 def threshold(sensitivity):
     """Heat a centre must reach. The default sensitivity (0.5) gives the
     threshold with the best F1 on the tuning scenes; 1 finds more, 0 less."""
-    return float(np.clip(0.3 + (0.5 - sensitivity) * 0.4, 0.05, 0.9))
+    return float(np.clip(0.35 + (0.5 - sensitivity) * 0.5, 0.05, 0.9))
 
 
 def _max3x3(a):
