@@ -185,16 +185,19 @@ def write_raster(path, bands, epsg=UTM52N, gsd=0.5, origin=(500000.0, 4700000.0)
 
 
 def yard_spec(name, kind="utm", bands=3, dtype="uint8", gsd_m=0.5, n_cars=10, tracks=2):
-    """A small realistic yard (plugin/core/synthetic.py): ``tracks`` straight
-    east-west tracks about ``n_cars`` cars long, about ``n_cars`` coupled cars
-    on each, shadows, ballast and rails, soil around; no look-alikes."""
+    """A small, easy, realistic yard (plugin/core/synthetic.py): ``tracks``
+    straight east-west tracks about ``n_cars`` cars long, about ``n_cars``
+    coupled box and tank cars on each, short shadows, ballast and rails, soil
+    around, no look-alikes. Hard scenes are the benchmark's business; these
+    check that every path through the plugin counts what is there."""
     from railcar_counter.plugin.core import synthetic
     length_m = 60.0 + n_cars * 17.0
     return synthetic.SceneSpec(
         name=Path(name).stem, seed=1000 + 37 * n_cars + tracks, gsd_m=gsd_m,
         crs="EPSG:%d" % (UTM52N if kind == "utm" else 4326), size_m=(length_m, 50.0 + 5.0 * tracks),
         n_tracks=tracks, track_angle_deg=90.0, n_cars=n_cars * tracks, locomotive_rate=0.0,
-        single_car_rate=0.0, sun_elevation=45.0, sun_azimuth=160.0, haze=0.02,
+        single_car_rate=0.0, car_mix={"box": 0.5, "tank": 0.5}, sun_elevation=55.0,
+        sun_azimuth=160.0, haze=0.02,
         roads=0, trucks=0, containers=0, sheds=0, buildings=0, platforms=0,
         dtype=dtype, bands={1: "pan", 3: "rgb", 4: "bgrn"}[bands])
 
