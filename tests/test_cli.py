@@ -2,7 +2,6 @@
 count`, run as a user runs them, in a subprocess."""
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -1,14 +1,9 @@
 """railcarcounter:countrailcars run for real through processing.run in a real
 QGIS, on generated rasters: projected and geographic CRS, 1 band and 4-band
 uint16, with an area of interest and a tracks layer in other CRSs."""
-import os
-
 import pytest
 from osgeo import ogr, osr
 from qgis.core import (
-    QgsCoordinateReferenceSystem,
-    QgsFeatureRequest,
-    QgsGeometry,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,

@@ -44,6 +44,16 @@ def _max3x3(a):
     return m
 
 
+TYPE_CONFIDENCE = 0.6     # below it the type is "unknown": say only what it can tell
+
+
+def _car_type(logits):
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    k = int(np.argmax(p))
+    return TYPES[k] if p[k] >= TYPE_CONFIDENCE else "unknown"
+
+
 def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canceled=None):
     """Railcars in a tile of brightness at 0.5 m per pixel. ``track_mask``
     (bool, same shape) keeps only cars centred on known tracks."""
@@ -73,7 +83,7 @@ def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canc
         theta = 0.5 * math.atan2(s2, c2)
         length_m = float(np.clip(LENGTH_REF_M * math.exp(out[3, j, i]), 4.0, MAX_CAR_M))
         width_m = float(np.clip(WIDTH_REF_M * out[4, j, i], 2.2, 3.6))
-        ctype = TYPES[int(np.argmax(out[5:, j, i]))]
+        ctype = _car_type(out[5:, j, i])
         cars.append(PixelCar(cx, cy, length_m / INPUT_GSD, width_m / INPUT_GSD, theta,
                              float(heat[j, i]), ctype))
     return cars
