@@ -250,6 +250,8 @@ def main(argv=None):
     ap.add_argument("--first", type=int, default=0, help="index of the first scene drawn")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--max-lr", type=float, default=3e-3)
+    ap.add_argument("--sites", type=int, default=0,
+                    help="also draw this many multi-date site scenes (other seeds than the demo's)")
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "railcar_train"))
     ap.add_argument("--out", default=WEIGHTS)
@@ -263,6 +265,12 @@ def main(argv=None):
     scenes = []
     for k in range(args.first, args.first + args.scenes):
         spec = random_spec(rng, k)
+        path, truth = synthetic.cached_scene(spec, args.cache)
+        scenes.append(scene_arrays(path, truth))
+    for k in range(args.sites):
+        date = "%04d-%02d-15" % (2016 + k % 8, 1 + (5 * k) % 12)
+        spec = synthetic.site_spec(date, int(rng.integers(0, 90)), seed=100 + k)
+        spec = dataclasses.replace(spec, name="trainsite%03d" % k)
         path, truth = synthetic.cached_scene(spec, args.cache)
         scenes.append(scene_arrays(path, truth))
     print("%d scenes ready in %.0f s (%d cars)" % (len(scenes), time.time() - t0,
