@@ -3,9 +3,16 @@ PyTorch, a development tool only: the plugin runs the weights with numpy).
 
 Scenes are drawn at random around the tuning suite (other seeds, sun, track
 angles, occupancy, degradations); the held-out suite of bench_accuracy.py is
-never used. Inputs go through the plugin's own reader (RasterSource) so the
-network sees exactly what it will see in QGIS. Weights are written to
-plugin/core/railcar_net.npz.
+never used, nor the demo site's seed. Inputs go through the plugin's own
+reader (RasterSource) so the network sees exactly what it will see in QGIS.
+Weights are written to plugin/core/railcar_net.npz.
+
+The shipped weights came from three runs on this machine (2 cores, about
+45 minutes in all), each starting from the previous one's weights:
+    --scenes 96 --steps 3000
+    --scenes 120 --first 100 --steps 4000 --max-lr 2e-3 --init A.npz
+    --scenes 120 --first 100 --sites 24 --steps 2200 --max-lr 1.5e-3 --init B.npz
+(the first run used an earlier version of the scene generator).
 """
 import argparse
 import dataclasses
