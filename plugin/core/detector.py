@@ -194,34 +194,31 @@ class _Geo:
                          score=round(car.score, 3), type=car.type, corners=corners)
 
 
-def _deduplicate(dets, work_m):
-    """Drop detections that mostly overlap a better one (same car seen from
-    two windows or two directions)."""
+def _deduplicate(dets, cell_size):
+    """Drop detections that mostly overlap a better one (a car near a seam
+    found by both windows). Detections are bucketed on a grid of
+    ``cell_size`` map units (wider than a car) so only neighbours are
+    compared."""
     dets = sorted(dets, key=lambda d: -d.score)
     polys = [Polygon(d.corners) for d in dets]
-    keep = []
-    cell = {}
-    for i, d in enumerate(dets):
-        p = polys[i]
-        minx, miny, maxx, maxy = p.bounds
-        key = (int(d.cx // work_m), int(d.cy // work_m))
-        clash = False
+    kept = []
+    grid = {}
+
+    def clashes(p, key):
         for kx in (key[0] - 1, key[0], key[0] + 1):
             for ky in (key[1] - 1, key[1], key[1] + 1):
-                for j in cell.get((kx, ky), ()):
+                for j in grid.get((kx, ky), ()):
                     q = polys[j]
-                    inter = p.intersection(q).area if p.intersects(q) else 0.0
-                    if inter > 0.3 * min(p.area, q.area):
-                        clash = True
-                        break
-                if clash:
-                    break
-            if clash:
-                break
-        if not clash:
-            keep.append(i)
-            cell.setdefault(key, []).append(i)
-    return [dets[i] for i in keep]
+                    if p.intersects(q) and p.intersection(q).area > 0.3 * min(p.area, q.area):
+                        return True
+        return False
+
+    for i, d in enumerate(dets):
+        key = (int(d.cx // cell_size), int(d.cy // cell_size))
+        if not clashes(polys[i], key):
+            kept.append(dets[i])
+            grid.setdefault(key, []).append(i)
+    return kept
 
 
 def count_railcars(path, options=None, progress=None, is_canceled=None):
@@ -259,7 +256,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         # OGR layers are not shared between threads: one per worker
         if tracks and not hasattr(local, "tracks"):
             local.tracks = _tracks_layer(src, tracks)
-        gray, _ = src.read_window(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
+        gray, _ = src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
         mask = _track_mask(src, win, local.tracks[1], work) if tracks else None
         if mask is not None and not mask.any():
             return win, []

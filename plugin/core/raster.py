@@ -124,13 +124,11 @@ class RasterSource:
     # --- reading --------------------------------------------------------------
     def read(self, xoff, yoff, xsize, ysize, buf_w, buf_h):
         """Brightness (float32, about 0..1) and a validity mask for a window,
-        resampled (area average) to buf_w x buf_h."""
-        return self._read(self.ds, xoff, yoff, xsize, ysize, buf_w, buf_h)
+        resampled (area average down, bilinear up) to buf_w x buf_h.
 
-    def read_window(self, xoff, yoff, xsize, ysize, buf_w, buf_h):
-        """The same through a handle of its own, closed afterwards: safe from
+        Reads through a GDAL handle of its own, closed afterwards: safe from
         worker threads, and GDAL frees the window's cached blocks, so memory
-        does not grow with the raster. Call stretch() once before."""
+        does not grow with the raster."""
         ds = gdal.Open(self.path, gdal.GA_ReadOnly)
         try:
             return self._read(ds, xoff, yoff, xsize, ysize, buf_w, buf_h)
@@ -201,12 +199,6 @@ class RasterSource:
                 hi = lo + 1.0
             self._stats = (np.float32(lo), np.float32(1.0 / (hi - lo)))
         return self._stats
-
-    def metadata(self):
-        md = dict(self.ds.GetMetadata() or {})
-        for dom in ("IMAGERY", "IMAGE_STRUCTURE"):
-            md.update(self.ds.GetMetadata(dom) or {})
-        return md
 
     def close(self):
         self.ds = None
