@@ -22,15 +22,16 @@ from shapely.geometry import Point, Polygon, box
 from shapely.ops import unary_union
 from shapely.prepared import prep
 
+from .blas import single_threaded_blas
 from .cars import detect_in_tile
 from .dates import raster_date
 from .detections import Detection
 from .errors import Canceled, InputError
 from .imaging import box_along_x, box_along_y
-from .network import INPUT_GSD, reach_m
+from .network import INPUT_GSD, grid_step, reach_m
 from .raster import RasterSource, _metres_per_degree
 
-TILE_M = 240.0            # core of a window, metres (memory per worker ~ its square)
+TILE_M = 400.0            # core of a window, metres (memory per worker ~ its square)
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 WORKERS = 2               # the machines analysts use have at least two cores
@@ -82,8 +83,11 @@ class _Window:
 
     def __init__(self, src, cx0, cy0, cx1, cy1, mx, my, work):
         self.core = (cx0, cy0, cx1, cy1)
-        self.xoff = max(0, cx0 - mx)
-        self.yoff = max(0, cy0 - my)
+        # start on the network's grid (counted from the raster's corner)
+        qx = grid_step() * work / src.gsd_x_m
+        qy = grid_step() * work / src.gsd_y_m
+        self.xoff = max(0, int(round(math.floor((cx0 - mx) / qx) * qx)))
+        self.yoff = max(0, int(round(math.floor((cy0 - my) / qy) * qy)))
         self.xsize = min(src.width, cx1 + mx) - self.xoff
         self.ysize = min(src.height, cy1 + my) - self.yoff
         self.buf_w = max(8, int(round(self.xsize * src.gsd_x_m / work)))
@@ -96,16 +100,23 @@ class _Window:
         return self.xoff + (x + 0.5) * self.sx, self.yoff + (y + 0.5) * self.sy
 
 
+def _even_steps(start, stop, most):
+    """Split [start, stop) into equal parts of at most ``most`` pixels (no
+    thin last window that would cost a full margin for a sliver of core)."""
+    parts = max(1, -(-(stop - start) // most))
+    size = -(-(stop - start) // parts)
+    return [(a, min(a + size, stop)) for a in range(start, stop, size)]
+
+
 def _windows(src, work, bounds=None):
     tile_x = max(64, int(TILE_M / src.gsd_x_m))
     tile_y = max(64, int(TILE_M / src.gsd_y_m))
     mx = int(math.ceil(MARGIN_M / src.gsd_x_m))
     my = int(math.ceil(MARGIN_M / src.gsd_y_m))
     c0, r0, c1, r1 = bounds or (0, 0, src.width, src.height)
-    for cy0 in range(r0, r1, tile_y):
-        for cx0 in range(c0, c1, tile_x):
-            yield _Window(src, cx0, cy0, min(cx0 + tile_x, c1), min(cy0 + tile_y, r1),
-                          mx, my, work)
+    for cy0, cy1 in _even_steps(r0, r1, tile_y):
+        for cx0, cx1 in _even_steps(c0, c1, tile_x):
+            yield _Window(src, cx0, cy0, cx1, cy1, mx, my, work)
 
 
 def _aoi_pixel_bounds(src, aoi):
@@ -267,7 +278,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     done = 0
     # Two workers (numpy and GDAL release the GIL); a bounded queue keeps
     # memory flat whatever the raster size.
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+    with single_threaded_blas(), ThreadPoolExecutor(max_workers=WORKERS) as pool:
         pending = deque()
         todo = iter(windows)
         while True:

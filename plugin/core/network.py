@@ -55,6 +55,16 @@ def reach_m():
     return reach * INPUT_GSD + LOCAL_NORM_M / 2
 
 
+def grid_step():
+    """The network's coarsest stride, in input pixels: windows must start on
+    multiples of it, or each would see the image on a shifted grid and the
+    same car would score differently in different windows."""
+    step = 1
+    for name, cin, cout, k, stride, dil in LAYERS:
+        step *= stride or 1
+    return step
+
+
 def input_channels(gray):
     """The network's two input channels from brightness (NaN = no data)."""
     valid = np.isfinite(gray)
@@ -70,56 +80,90 @@ def input_channels(gray):
 def conv(x, w, b, stride=1, dilation=1):
     """'Same' convolution of x (C, H, W) with w (Cout, Cin, k, k), k = 1 or 3."""
     xl = np.ascontiguousarray(x.transpose(1, 2, 0))
-    return conv_hwc(xl, w, b, stride, dilation).transpose(2, 0, 1)
+    return conv_hwc(xl, tap_weights(w), b, stride, dilation).transpose(2, 0, 1)
 
 
-def conv_hwc(x, w, b, stride=1, dilation=1):
-    """The same on channels-last arrays (H, W, C), the layout the network runs
-    in: each of the k*k taps is one matrix product over contiguous channel
-    vectors, and memory stays at the size of the output."""
+def tap_weights(w):
+    """(Cout, Cin, k, k) -> (k, k, Cin, Cout), contiguous: BLAS multiplies
+    contiguous matrices only; a strided weight slice silently falls back to a
+    loop more than ten times slower."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0), dtype=np.float32)
+
+
+def conv_hwc(x, taps, b, stride=1, dilation=1):
+    """The same on channels-last arrays (H, W, C) with tap_weights():
+    one matrix product per tap. The padded input is seen as one long list
+    of pixels, so each tap's input is a contiguous slice of it (no copies);
+    the few outputs that wrap around the row ends are cut off at the end."""
     h, wd, c = x.shape
-    k = w.shape[2]
+    k = taps.shape[0]
     if k == 1:
-        return (x.reshape(-1, c) @ w[:, :, 0, 0].T + b).reshape(h, wd, -1)
+        return (x.reshape(-1, c) @ taps[0, 0] + b).reshape(h, wd, -1)
     d = dilation
-    ho = (h + stride - 1) // stride
-    wo = (wd + stride - 1) // stride
-    xp = np.pad(x, ((d, d), (d, d), (0, 0)))
-    out = np.empty((ho * wo, w.shape[0]), np.float32)
+    if stride == 1:
+        phases = {(0, 0): np.pad(x, ((d, d + 1), (d, d), (0, 0)))}
+        ho, wo, step = h, wd, d
+    else:
+        # stride 2 (dilation 1): split the padded input into its four
+        # even/odd row/column phases; each tap reads one phase at stride 1
+        ho, wo, step = (h + 1) // 2, (wd + 1) // 2, 1
+        xp = np.pad(x, ((1, 2 * ho + 2 - h), (1, 2 * wo + 1 - wd), (0, 0)))
+        phases = {(py, px): np.ascontiguousarray(xp[py::2, px::2])
+                  for py in range(2) for px in range(2)}
+    width = next(iter(phases.values())).shape[1]
+    n = ho * width
+    out = np.empty((n, taps.shape[3]), np.float32)
     out[:] = b
     for ky in range(3):
         for kx in range(3):
-            patch = xp[ky * d: ky * d + (ho - 1) * stride + 1: stride,
-                       kx * d: kx * d + (wo - 1) * stride + 1: stride]
-            out += patch.reshape(-1, c) @ w[:, :, ky, kx].T
-    return out.reshape(ho, wo, -1)
+            if stride == 1:
+                phase, oy, ox = phases[(0, 0)], ky * step, kx * step
+            else:
+                phase, oy, ox = phases[(ky % 2, kx % 2)], ky // 2, kx // 2
+            off = oy * width + ox
+            out += phase.reshape(-1, c)[off: off + n] @ taps[ky, kx]
+    return out.reshape(ho, width, -1)[:, :wo]
 
 
 class RailcarNet:
     def __init__(self, path=WEIGHTS):
         with np.load(path) as data:
             self.p = {k: data[k].astype(np.float32) for k in data.files}
+        self.taps = {name: tap_weights(self.p[name + ".weight"])
+                     for name, *_ in LAYERS if name != "up"}
+        self.head = np.ascontiguousarray(self.p["head.weight"].reshape(HEAD, -1).T)
 
     def __call__(self, x, is_canceled=None):
         """x: (2, H, W) input channels -> (HEAD, ceil(H/2), ceil(W/2)) raw
         outputs at 1 m; output pixel j lies on input pixel 2j.
         ``is_canceled()`` is asked between layers so Cancel is prompt."""
         p = self.p
-        feats = {}
+        skip = low = None
         prev = np.ascontiguousarray(x.transpose(1, 2, 0))
         for name, cin, cout, k, stride, dil in LAYERS:
-            if name == "up":
-                skip = feats["c2"]
-                upx = prev.repeat(2, axis=0).repeat(2, axis=1)[:skip.shape[0], :skip.shape[1]]
-                prev = np.concatenate([upx, skip], axis=2)
-                continue
             if is_canceled is not None and is_canceled():
                 raise Canceled()
-            prev = conv_hwc(prev, p[name + ".weight"], p[name + ".bias"], stride, dil)
+            if name == "up":
+                low = prev
+                continue
+            if low is not None:
+                # The 1x1 layer after 'up' sees [upsampled low, skip]. Its
+                # part on the upsampled half is applied at 2 m first (4x
+                # fewer pixels; no 72-channel array at 1 m), then upsampled.
+                w = self.taps[name][0, 0]
+                n = low.shape[2]
+                part = (low.reshape(-1, n) @ w[:n]).reshape(low.shape[0], low.shape[1], -1)
+                h, wd, c = skip.shape
+                prev = (skip.reshape(-1, c) @ w[n:] + p[name + ".bias"]).reshape(h, wd, -1)
+                prev += part.repeat(2, axis=0).repeat(2, axis=1)[:h, :wd]
+                low = None
+            else:
+                prev = conv_hwc(prev, self.taps[name], p[name + ".bias"], stride, dil)
             np.maximum(prev, 0, out=prev)
-            feats[name] = prev
+            if name == "c2":
+                skip = prev
         h, w, c = prev.shape
-        out = prev.reshape(-1, c) @ p["head.weight"].reshape(HEAD, c).T + p["head.bias"]
+        out = prev.reshape(-1, c) @ self.head + p["head.bias"]
         return np.ascontiguousarray(out.reshape(h, w, HEAD).transpose(2, 0, 1))
 
 
