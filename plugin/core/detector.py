@@ -31,7 +31,7 @@ from .imaging import box_along_x, box_along_y
 from .network import INPUT_GSD, grid_step, reach_m
 from .raster import RasterSource, _metres_per_degree
 
-TILE_M = 400.0            # core of a window, metres (memory per worker ~ its square)
+TILE_M = 300.0            # core of a window, metres (memory per worker ~ its square)
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 WORKERS = 2               # the machines analysts use have at least two cores

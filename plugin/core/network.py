@@ -101,27 +101,39 @@ def conv_hwc(x, taps, b, stride=1, dilation=1):
         return (x.reshape(-1, c) @ taps[0, 0] + b).reshape(h, wd, -1)
     d = dilation
     if stride == 1:
-        phases = {(0, 0): np.pad(x, ((d, d + 1), (d, d), (0, 0)))}
-        ho, wo, step = h, wd, d
+        ho, wo = h, wd
+        xp = np.zeros((h + 2 * d + 1, wd + 2 * d, c), np.float32)
+        xp[d:d + h, d:d + wd] = x
+        phases = {(0, 0): xp}
+        shift = lambda ky, kx: ((0, 0), ky * d, kx * d)
     else:
-        # stride 2 (dilation 1): split the padded input into its four
-        # even/odd row/column phases; each tap reads one phase at stride 1
-        ho, wo, step = (h + 1) // 2, (wd + 1) // 2, 1
-        xp = np.pad(x, ((1, 2 * ho + 2 - h), (1, 2 * wo + 1 - wd), (0, 0)))
-        phases = {(py, px): np.ascontiguousarray(xp[py::2, px::2])
-                  for py in range(2) for px in range(2)}
-    width = next(iter(phases.values())).shape[1]
+        # stride 2 (dilation 1): the four even/odd row/column phases of the
+        # padded input; each tap reads one phase at stride 1
+        ho, wo = (h + 1) // 2, (wd + 1) // 2
+        phases = {}
+        for py in range(2):
+            for px in range(2):
+                ph = np.zeros((ho + 2, wo + 1, c), np.float32)
+                part = x[1 - py::2, 1 - px::2]       # padded row 2i+py = input row 2i+py-1
+                ph[1 - py:1 - py + part.shape[0], 1 - px:1 - px + part.shape[1]] = part
+                phases[(py, px)] = ph
+        shift = lambda ky, kx: ((ky % 2, kx % 2), ky // 2, kx // 2)
+    width = phases[(0, 0)].shape[1]
     n = ho * width
-    out = np.empty((n, taps.shape[3]), np.float32)
-    out[:] = b
+    taps_in = []
     for ky in range(3):
         for kx in range(3):
-            if stride == 1:
-                phase, oy, ox = phases[(0, 0)], ky * step, kx * step
-            else:
-                phase, oy, ox = phases[(ky % 2, kx % 2)], ky // 2, kx // 2
-            off = oy * width + ox
-            out += phase.reshape(-1, c)[off: off + n] @ taps[ky, kx]
+            key, oy, ox = shift(ky, kx)
+            taps_in.append((phases[key].reshape(-1, c), oy * width + ox, taps[ky, kx]))
+    out = np.empty((n, taps.shape[3]), np.float32)
+    # a band of rows at a time: the products stay small (memory) and in cache
+    rows = max(4096, (1 << 21) // taps.shape[3])
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        acc = out[r0:r1]
+        acc[:] = b
+        for flat, off, tap in taps_in:
+            acc += flat[off + r0: off + r1] @ tap
     return out.reshape(ho, width, -1)[:, :wo]
 
 

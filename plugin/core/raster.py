@@ -10,6 +10,8 @@ from .errors import InputError
 
 gdal.UseExceptions()
 
+STRETCH_STRIPS = 16       # bands of rows sampled for the brightness stretch
+
 def _metres_per_degree(lat_deg):
     """Length of one degree of latitude and of longitude (WGS84) at ``lat``."""
     p = math.radians(lat_deg)
@@ -170,27 +172,36 @@ class RasterSource:
     def stretch(self):
         """Offset and scale that map the 1st..99th brightness percentile of the
         whole raster to 0..1, so 8-bit, 11/12-bit and float products all look
-        the same to the detector. Computed once from a decimated read through
-        a handle of its own (its cached blocks go when it closes)."""
+        the same to the detector. Computed once from STRETCH_STRIPS bands of
+        rows spread over the raster, each decimated, read through a handle of
+        its own whose cached blocks are dropped after every band: a fraction
+        of a full read, and memory that does not grow with the raster."""
         if self._stats is None:
             ds = gdal.Open(self.path, gdal.GA_ReadOnly)
-            n = 1024
-            bw = max(1, min(self.width, n))
-            bh = max(1, min(self.height, n))
-            sums = None
-            valid = np.ones((bh, bw), bool)
-            for k, bi in enumerate(self.bands):
-                a = ds.GetRasterBand(bi).ReadAsArray(0, 0, self.width, self.height,
-                                                     buf_xsize=bw, buf_ysize=bh)
-                a = a.astype(np.float64)
-                nd = self.nodata[k]
-                if nd is not None:
-                    valid &= a != nd
-                valid &= np.isfinite(a)
-                sums = a if sums is None else sums + a
+            block_h = ds.GetRasterBand(self.bands[0]).GetBlockSize()[1]
+            rows = max(1, min(self.height, block_h if block_h > 1 else 64))
+            strips = max(1, min(STRETCH_STRIPS, self.height // rows))
+            bw = max(1, min(self.width, 1024))
+            bh = max(1, min(rows, 1024 // strips))
+            parts = []
+            for i in range(strips):
+                y = int((i + 0.5) * self.height / strips) // rows * rows
+                y = min(y, self.height - rows)
+                sums = None
+                valid = np.ones((bh, bw), bool)
+                for k, bi in enumerate(self.bands):
+                    a = ds.GetRasterBand(bi).ReadAsArray(0, y, self.width, rows,
+                                                         buf_xsize=bw, buf_ysize=bh)
+                    a = a.astype(np.float64)
+                    nd = self.nodata[k]
+                    if nd is not None:
+                        valid &= a != nd
+                    valid &= np.isfinite(a)
+                    sums = a if sums is None else sums + a
+                ds.FlushCache()
+                parts.append((sums / len(self.bands))[valid])
             ds = None
-            gray = sums / len(self.bands)
-            vals = gray[valid]
+            vals = np.concatenate(parts)
             if vals.size < 16:
                 raise InputError("%s holds no valid pixels (all nodata)." %
                                  os.path.basename(self.path))
