@@ -91,3 +91,22 @@ def test_numpy_convolution_matches_the_definition(k, stride, dil):
     b = rng.normal(size=4).astype(np.float32)
     np.testing.assert_allclose(conv(x, w, b, stride, dil), _naive_conv(x, w, b, stride, dil),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_prediction_does_not_depend_on_where_the_window_starts():
+    """Windows start on multiples of the network's 4-pixel grid and have any
+    size; the two-pass prediction (as is + turned by 180 degrees) must then
+    give every pixel the same outputs whichever window it is seen in."""
+    from railcar_counter.plugin.core.network import default_network, grid_step, reach_m
+    rng = np.random.default_rng(3)
+    image = rng.normal(0, 0.3, (2, 240, 260)).astype(np.float32)
+    image[:, 100:108, 90:122] += 0.8                      # a bright car-sized block
+    step = grid_step()
+    a = default_network().predict(image[:, :230, :250])
+    b = default_network().predict(image[:, step:232, 2 * step:256])   # 228 x 248
+    m = int(reach_m() / 0.5) // 2 + 2                        # output pixels the borders reach
+    sy, sx = step // 2, step                                 # the offsets at 1 m
+    inner_a = a[:, sy + m:112 - m, sx + m:122 - m]
+    inner_b = b[:, m:112 - m - sy, m:122 - m - sx]
+    assert inner_a.size > 0
+    np.testing.assert_allclose(inner_a, inner_b, atol=1e-4)

@@ -31,7 +31,7 @@ class PixelCar:
 def threshold(sensitivity):
     """Heat a centre must reach. The default sensitivity (0.5) gives the
     threshold with the best F1 on the tuning scenes; 1 finds more, 0 less."""
-    return float(np.clip(0.35 + (0.5 - sensitivity) * 0.5, 0.05, 0.9))
+    return float(np.clip(0.30 + (0.5 - sensitivity) * 0.5, 0.05, 0.9))
 
 
 def _max3x3(a):
@@ -60,7 +60,7 @@ def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canc
     x, valid = input_channels(gray)
     if valid.mean() < 0.02:
         return []
-    out = (network or default_network())(x, is_canceled)
+    out = (network or default_network()).predict(x, is_canceled)
     heat = 1.0 / (1.0 + np.exp(-np.clip(out[0], -30, 30)))
     s = OUTPUT_STRIDE
     heat[~valid[::s, ::s][:heat.shape[0], :heat.shape[1]]] = 0.0

@@ -179,6 +179,25 @@ class RailcarNet:
         return np.ascontiguousarray(out.reshape(h, w, HEAD).transpose(2, 0, 1))
 
 
+    def predict(self, x, is_canceled=None):
+        """Outputs averaged over the image as it is and turned by 180 degrees
+        (a two-member ensemble for the price of two passes: fewer misses and
+        fewer false cars than one pass on held-out scenes). A half turn
+        leaves the axis outputs (cos 2a, sin 2a), length and width as they
+        are, so all outputs average directly."""
+        c, h, w = x.shape
+        plain = self(x, is_canceled)
+        # pad to sizes of 4k+1 so the turned image keeps the 4-pixel grid
+        # (turned pixel i is pixel size-1-i) and output pixel j stays on 2j
+        hp, wp = h + (1 - h) % 4, w + (1 - w) % 4
+        padded = np.zeros((c, hp, wp), np.float32)
+        padded[:, :h, :w] = x
+        turned = self(np.ascontiguousarray(padded[:, ::-1, ::-1]), is_canceled)[:, ::-1, ::-1]
+        plain += turned[:, :plain.shape[1], :plain.shape[2]]
+        plain *= 0.5
+        return plain
+
+
 _cached = None
 
 
