@@ -151,7 +151,13 @@ def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, q
     assert dock.set_date(layers[0].id(), "2021-05-02")
     assert det0.name() == "railcars 2021-05-02"
     assert {f["date"] for f in det0.getFeatures()} == {"2021-05-02"}
+    # ... and the layer takes its place in date order (newest on top).
+    names = lambda: [c.layer().name() for c in group.findLayers()]
+    assert names() == ["railcars 2023-10-05", "railcars 2022-06-01", "railcars 2021-05-02"]
+    assert dock.set_date(layers[0].id(), "2024-01-01")
+    assert names() == ["railcars 2024-01-01", "railcars 2023-10-05", "railcars 2022-06-01"]
     assert dock.set_date(layers[0].id(), "2021-05-01")
+    assert names() == ["railcars 2023-10-05", "railcars 2022-06-01", "railcars 2021-05-01"]
     det_layers = [c.layer() for c in group.findLayers()]
     # The Temporal Controller on 2022-06-01 shows that date's image and cars only.
     frame = dock_mod.day_range("2022-06-01")

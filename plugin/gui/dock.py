@@ -667,6 +667,7 @@ class RailcarCounterDock(QgsDockWidget):
             self._set_vector_temporal(det, iso)
             det.setName("railcars %s" % iso)
             _set_date_field(det, iso)
+            self._move_to_date_position(det)
         self._mark_dirty()
         self.refresh()
         return True
@@ -1127,20 +1128,41 @@ class RailcarCounterDock(QgsDockWidget):
             self._set_raster_temporal(raster, row.date)
         self.project.addMapLayer(layer, False)
         group = self._site_group(site)
-        # Newest date on top, like the Temporal Controller's last frame.
-        pos = 0
-        for child in group.children():
-            other = self._det_to_raster.get(getattr(child, "layerId", lambda: "")())
-            other_row = self.rows.get(other) if other else None
-            if other_row is not None and other_row.date > row.date:
-                pos += 1
-        group.insertLayer(pos, layer)
+        group.insertLayer(self._date_position(group, row.date, layer.id()), layer)
         row.det_layer_id = layer.id()
         row.count = count_freight(layer)
         row.status = "done"
         row.error = ""
         self._watch_detection_layer(layer, row.layer_id)
         return layer
+
+    def _date_position(self, group, date, layer_id):
+        """Where a detection layer of ``date`` goes in its site group: newest
+        date on top, like the Temporal Controller's last frame."""
+        pos = 0
+        for child in group.children():
+            child_id = getattr(child, "layerId", lambda: "")()
+            if child_id == layer_id:
+                continue
+            other = self._det_to_raster.get(child_id)
+            other_row = self.rows.get(other) if other else None
+            if other_row is not None and other_row.date > date:
+                pos += 1
+        return pos
+
+    def _move_to_date_position(self, layer):
+        """After a date was retyped, put the layer back in date order."""
+        node = self.project.layerTreeRoot().findLayer(layer.id())
+        group = node.parent() if node is not None else None
+        if group is None:
+            return
+        pos = self._date_position(group, self.rows[self._det_to_raster[layer.id()]].date,
+                                  layer.id())
+        if group.children().index(node) == pos:
+            return
+        clone = node.clone()
+        group.removeChildNode(node)
+        group.insertChildNode(pos, clone)
 
     def _watch_detection_layer(self, layer, raster_id):
         self._det_to_raster[layer.id()] = raster_id

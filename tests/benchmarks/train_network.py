@@ -62,6 +62,27 @@ class Net(nn.Module):
         return self.head(x)
 
 
+def grow(conv, weight, bias):
+    """Load trained weights into a layer that may be wider than they are
+    (LAYERS grown since): old units keep their weights and ignore the new
+    inputs (zero), new units start random. The grown network computes what
+    the old one did, and training then puts the new units to use."""
+    w, b = torch.from_numpy(weight), torch.from_numpy(bias)
+    co, ci = w.shape[:2]
+    with torch.no_grad():
+        if tuple(w.shape) == tuple(conv.weight.shape):
+            conv.weight.copy_(w)
+            conv.bias.copy_(b)
+            return
+        conv.weight[:co].zero_()
+        conv.weight[:co, :ci] = w
+        conv.bias[:co] = b
+        conv.bias[co:] = 0.0
+        if conv.weight.shape[0] == co:       # an output layer that only gained inputs
+            return
+        conv.weight[co:] *= 0.5               # new units: small, so the old ones lead
+
+
 def random_spec(rng, k):
     base = synthetic.tuning_suite()[k % len(synthetic.tuning_suite())]
     jpeg = None
@@ -286,11 +307,8 @@ def main(argv=None):
     model = Net()
     if args.init:
         with np.load(args.init) as d:
-            for name, conv in model.convs.items():
-                conv.weight.data = torch.from_numpy(d[name + ".weight"])
-                conv.bias.data = torch.from_numpy(d[name + ".bias"])
-            model.head.weight.data = torch.from_numpy(d["head.weight"])
-            model.head.bias.data = torch.from_numpy(d["head.bias"])
+            for name, conv in list(model.convs.items()) + [("head", model.head)]:
+                grow(conv, d[name + ".weight"], d[name + ".bias"])
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.max_lr, total_steps=args.steps, pct_start=0.1)
     t0 = time.time()
