@@ -88,3 +88,23 @@ def test_progress_reaches_the_end_and_cancel_stops(yard):
 def test_sensitivity_out_of_range_is_explained(yard):
     with pytest.raises(InputError, match="between 0 and 1"):
         count_railcars(yard[0], CountOptions(sensitivity=3))
+
+
+def test_openblas_works_single_threaded_during_a_count_and_is_restored(yard):
+    """Two window workers already use the cores; OpenBLAS threads on top
+    made counting 2-3x slower. The setting is the process's: it must come
+    back to what it was."""
+    from railcar_counter.plugin.core import blas
+    controls = blas._find_controls()
+    if not controls:
+        pytest.skip("numpy here does not use OpenBLAS")
+    setter, getter = controls[0]
+    before = getter()
+    setter(2)
+    try:
+        seen = []
+        count_railcars(yard[0], progress=lambda f: seen.append(getter()))
+        assert seen and set(seen) == {1}
+        assert getter() == 2
+    finally:
+        setter(before)
