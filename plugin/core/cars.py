@@ -28,10 +28,20 @@ class PixelCar:
     type: str = "unknown"
 
 
-def threshold(sensitivity):
-    """Heat a centre must reach. The default sensitivity (0.5) gives the
-    threshold with the best F1 on the tuning scenes; 1 finds more, 0 less."""
-    return float(np.clip(0.30 + (0.5 - sensitivity) * 0.5, 0.05, 0.9))
+# Heat a centre must reach at the default sensitivity, for imagery of 0.5 m
+# or finer and of 0.7 m or coarser (linear between): coarse pixels blur cars
+# into each other and lower their peaks. Chosen on the tuning scenes (never
+# on the held-out ones): at <= 0.5 m F1 is flat from 0.30 to 0.35 and 0.35
+# counts closest; at 0.7-1 m 0.30 has the best F1 and count.
+THRESHOLD_FINE = 0.35
+THRESHOLD_COARSE = 0.30
+
+
+def threshold(sensitivity, gsd_m=INPUT_GSD):
+    """Heat a centre must reach; sensitivity 1 finds more, 0 fewer."""
+    t = min(1.0, max(0.0, (gsd_m - 0.5) / 0.2))
+    base = THRESHOLD_FINE + t * (THRESHOLD_COARSE - THRESHOLD_FINE)
+    return float(np.clip(base + (0.5 - sensitivity) * 0.5, 0.05, 0.9))
 
 
 def _max3x3(a):
@@ -54,9 +64,11 @@ def _car_type(logits):
     return TYPES[k] if p[k] >= TYPE_CONFIDENCE else "unknown"
 
 
-def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canceled=None):
-    """Railcars in a tile of brightness at 0.5 m per pixel. ``track_mask``
-    (bool, same shape) keeps only cars centred on known tracks."""
+def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canceled=None,
+                   source_gsd_m=INPUT_GSD):
+    """Railcars in a tile of brightness at 0.5 m per pixel, resampled from
+    imagery of ``source_gsd_m``. ``track_mask`` (bool, same shape) keeps only
+    cars centred on known tracks."""
     x, valid = input_channels(gray)
     if valid.mean() < 0.02:
         return []
@@ -64,7 +76,7 @@ def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canc
     heat = 1.0 / (1.0 + np.exp(-np.clip(out[0], -30, 30)))
     s = OUTPUT_STRIDE
     heat[~valid[::s, ::s][:heat.shape[0], :heat.shape[1]]] = 0.0
-    peaks = (heat >= _max3x3(heat)) & (heat > threshold(sensitivity))
+    peaks = (heat >= _max3x3(heat)) & (heat > threshold(sensitivity, source_gsd_m))
     js, is_ = np.nonzero(peaks)
     cars = []
     h, w = heat.shape

@@ -31,7 +31,7 @@ from .imaging import box_along_x, box_along_y
 from .network import INPUT_GSD, grid_step, reach_m
 from .raster import RasterSource, _metres_per_degree
 
-TILE_M = 300.0            # core of a window, metres (memory per worker ~ its square)
+TILE_M = 260.0            # core of a window, metres (memory per worker ~ its square)
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 WORKERS = 2               # the machines analysts use have at least two cores
@@ -272,7 +272,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         if mask is not None and not mask.any():
             return win, []
         return win, detect_in_tile(gray, options.sensitivity, track_mask=mask,
-                                   is_canceled=is_canceled)
+                                   is_canceled=is_canceled, source_gsd_m=src.gsd_m)
 
     found = []
     done = 0

@@ -25,15 +25,15 @@ LOCAL_NORM_M = 24.0    # window of the local normalisation, metres
 # pixel, enough to see a whole car, its neighbours and the gaps); detail from
 # the 0.5 m and 1 m layers.
 LAYERS = (
-    ("c1", 2, 12, 3, 1, 1),      # 0.5 m
-    ("c2", 12, 24, 3, 2, 1),     # 1 m
-    ("c3", 24, 48, 3, 2, 1),     # 2 m
+    ("c1", 2, 16, 3, 1, 1),      # 0.5 m
+    ("c2", 16, 32, 3, 2, 1),     # 1 m
+    ("c3", 32, 48, 3, 2, 1),     # 2 m
     ("c4", 48, 48, 3, 1, 2),
     ("c5", 48, 48, 3, 1, 4),
     ("c5b", 48, 48, 3, 1, 8),
-    ("up", 72, None, None, None, None),
-    ("c6", 72, 24, 1, 1, 1),     # 1 m
-    ("c7", 24, 24, 3, 1, 1),
+    ("up", 80, None, None, None, None),
+    ("c6", 80, 32, 1, 1, 1),     # 1 m
+    ("c7", 32, 32, 3, 1, 1),
 )
 TYPES = ("box", "tank", "open", "flat", "covered", "locomotive", "unknown")
 HEAD = 1 + 2 + 2 + len(TYPES)     # heat, cos/sin 2a, log length, width, types

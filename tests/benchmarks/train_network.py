@@ -7,12 +7,17 @@ never used, nor the demo site's seed. Inputs go through the plugin's own
 reader (RasterSource) so the network sees exactly what it will see in QGIS.
 Weights are written to plugin/core/railcar_net.npz.
 
-The shipped weights came from three runs on this machine (2 cores, about
-45 minutes in all), each starting from the previous one's weights:
+The shipped weights came from runs on this machine (2 cores), each starting
+from the previous one's weights:
     --scenes 96 --steps 3000
     --scenes 120 --first 100 --steps 4000 --max-lr 2e-3 --init A.npz
     --scenes 120 --first 100 --sites 24 --steps 2200 --max-lr 1.5e-3 --init B.npz
-(the first run used an earlier version of the scene generator).
+    --scenes 160 --first 100 --sites 24 --steps 6000 --max-lr 1e-3 --init C.npz
+then LAYERS were widened (c1 12->16, c2 24->32, c6/c7 24->32 channels;
+``grow`` keeps what the narrower network computed) and trained on:
+    --scenes 200 --first 100 --sites 24 --steps 7000 --max-lr 1e-3 --init D.npz
+(the first run used an earlier version of the scene generator; about 2.5
+hours of training in all).
 """
 import argparse
 import dataclasses
