@@ -259,6 +259,12 @@ def test_cancel_stops_quickly_and_keeps_counted_layers(dock, project, raster_fac
     group = project.layerTreeRoot().findGroup("Railcar counts")
     assert [c.layer().name() for c in group.findLayers()] == ["railcars 2020-01-01"]
     assert dock.run_button.isEnabled()
+    # The unsaved project's detections live in a temporary folder, gone
+    # with the project.
+    temp_dir = os.path.dirname(group.findLayers()[0].layer().source().split("|")[0])
+    assert os.path.isdir(temp_dir)
+    project.clear()
+    assert not os.path.exists(temp_dir)
 
 
 def test_import_baseline_settings_and_exports(dock, project, site, qtbot, tmp_path):
@@ -332,9 +338,8 @@ def test_project_save_and_reload_restores_the_panel(dock, project, site, qtbot, 
     for row in dock.rows.values():
         assert project.mapLayer(row.det_layer_id).source().startswith(
             str(tmp_path / "railcar_counter" / "detections.gpkg"))
+    assert not os.path.exists(temp_dir)               # and left no temporary copy behind
     project.clear()
-    import shutil
-    shutil.rmtree(temp_dir)
     assert dock.table.rowCount() == 0 and dock.imported == []
     assert project.read(qgz)
     qtbot.waitUntil(lambda: dock.table.rowCount() == 3, timeout=5000)

@@ -8,6 +8,7 @@ comes from core/baseline.py; layers are written with plugin/qgis_layers.py.
 import datetime
 import json
 import os
+import shutil
 import tempfile
 
 from qgis.core import (
@@ -1079,7 +1080,14 @@ class RailcarCounterDock(QgsDockWidget):
                 "save the project again to keep them with the project."
                 % (", ".join(left), temp))
         else:
-            self._detections_dir = ""
+            self._drop_temporary_detections()
+
+    def _drop_temporary_detections(self):
+        """Delete the temporary folder of an unsaved project's detections
+        once no layer of the project reads from it any more."""
+        if self._detections_dir:
+            shutil.rmtree(self._detections_dir, ignore_errors=True)
+        self._detections_dir = ""
 
     def _site_group(self, site):
         root = self.project.layerTreeRoot()
@@ -1501,7 +1509,7 @@ class RailcarCounterDock(QgsDockWidget):
     def _on_project_cleared(self):
         if self.task is not None:
             self.task.cancel()
-        self._detections_dir = ""
+        self._drop_temporary_detections()
         self.apply_state(None)
 
 
