@@ -206,7 +206,7 @@ def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, 
     det.startEditing()
     fid = next(det.getFeatures()).id()
     det.deleteFeature(fid)                            # a false car
-    qtbot.waitUntil(lambda: row.count == before - 1, timeout=3000)
+    qtbot.waitUntil(lambda: row.count == before - 1, timeout=10000)
     f = QgsFeature(det.fields())                      # a missed car drawn, no type
     g = next(det.getFeatures()).geometry()
     g.translate(0, 30)
@@ -216,13 +216,13 @@ def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, 
     f2.setGeometry(QgsGeometry(g))
     f2["type"] = "locomotive"
     det.addFeature(f2)
-    qtbot.waitUntil(lambda: row.count == before, timeout=3000)
+    qtbot.waitUntil(lambda: row.count == before, timeout=10000)
     assert det.commitChanges()
     f = QgsFeature(det.fields())
     det.startEditing()
     det.addFeature(f)
     det.commitChanges()
-    qtbot.waitUntil(lambda: row.count == before + 1, timeout=3000)
+    qtbot.waitUntil(lambda: row.count == before + 1, timeout=10000)
     assert ("2023-10-05", before + 1) in dock.chart.plotted_points()
     assert str(before + 1) in dock.summary_label.text()
 
@@ -356,7 +356,7 @@ def test_project_save_and_reload_restores_the_panel(dock, project, site, qtbot, 
     n = row.count
     det.startEditing()
     det.deleteFeature(next(det.getFeatures()).id())
-    qtbot.waitUntil(lambda: row.count == n - 1, timeout=3000)
+    qtbot.waitUntil(lambda: row.count == n - 1, timeout=10000)
     det.rollBack()
 
 
@@ -373,7 +373,7 @@ def test_run_again_counts_new_images_and_keeps_edits(dock, project, site, raster
     det.startEditing()
     det.deleteFeature(next(det.getFeatures()).id())
     det.commitChanges()
-    qtbot.waitUntil(lambda: row.status == "edited", timeout=3000)
+    qtbot.waitUntil(lambda: row.status == "edited", timeout=10000)
     edited_count = row.count
     newest = add_raster(site[2][0])
     task = dock.run()

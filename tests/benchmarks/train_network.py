@@ -107,8 +107,29 @@ def random_spec(rng, k):
         catenary=bool(rng.random() < 0.3))
 
 
+# Typical heights (m) of the generator's cars, for their shadows' reach.
+CAR_HEIGHT_M = {"box": 4.4, "tank": 4.2, "open": 3.6, "flat": 2.5, "covered": 4.1, "locomotive": 4.8}
+SHADOW = 2.0         # marks a row of the cars array as a car's shadow footprint
+
+
+def shadow_rows(cars, spec):
+    """One row per car for where its shadow lies on the ground (the car's
+    rectangle moved away from the sun by height / tan(elevation)), in the
+    same pixel frame (north up, 0.5 m). A shadow detached from its car on
+    the next track looks like a dark car: training weighs these spots as
+    hard negatives."""
+    az, el = math.radians(spec["sun_azimuth"]), math.radians(max(spec["sun_elevation"], 3.0))
+    ux, uy = -math.sin(az), math.cos(az)            # x east, y south
+    rows = []
+    for cx, cy, th, L, W, t, hidden in cars:
+        d = CAR_HEIGHT_M.get(TYPES[int(t)], 4.0) / math.tan(el) / INPUT_GSD
+        rows.append((cx + ux * d, cy + uy * d, th, L, W, t, SHADOW))
+    return np.array(rows, np.float64).reshape(-1, 7)
+
+
 def scene_arrays(path, truth):
-    """Input channels at 0.5 m and the cars in that pixel frame."""
+    """Input channels at 0.5 m, the cars in that pixel frame and their
+    shadows' footprints (rows flagged SHADOW)."""
     src = RasterSource(path)
     bw = int(round(src.width * src.gsd_x_m / INPUT_GSD))
     bh = int(round(src.height * src.gsd_y_m / INPUT_GSD))
@@ -129,11 +150,14 @@ def scene_arrays(path, truth):
         cars.append((cx, cy, theta, np.hypot(*axis) * INPUT_GSD, np.hypot(*side) * INPUT_GSD,
                      TYPES.index(c.type) if c.type in TYPES else TYPES.index("unknown"),
                      bool(c.hidden)))
-    return x, valid, np.array(cars, np.float64).reshape(-1, 7)
+    cars = np.array(cars, np.float64).reshape(-1, 7)
+    spec = synthetic.load_scene_info(path)["scene"]["spec"]
+    return x, valid, np.concatenate([cars, shadow_rows(cars, spec)])
 
 
 def render_targets(cars, size_out):
-    """Heat, regression targets and masks on the 1 m output grid of a crop.
+    """Heat, regression targets and masks on the 1 m output grid of a crop,
+    and where shadows of cars lie away from any car (hard negatives).
     Output pixel j sits on input pixel 2j."""
     n = size_out
     heat = np.zeros((n, n), np.float32)
@@ -141,6 +165,8 @@ def render_targets(cars, size_out):
     regm = np.zeros((n, n), np.float32)
     typ = np.full((n, n), -100, np.int64)
     ignore = np.zeros((n, n), bool)
+    shade = np.zeros((n, n), bool)
+    body = np.zeros((n, n), bool)
     jj, ii = np.mgrid[0:n, 0:n].astype(np.float32)
     for cx, cy, th, L, W, t, hidden in cars:
         ox, oy = cx / 2.0, cy / 2.0                  # output pixels (= metres)
@@ -154,9 +180,13 @@ def render_targets(cars, size_out):
         dx, dy = ii[y0:y1, x0:x1] - ox, jj[y0:y1, x0:x1] - oy
         c, s = math.cos(th), math.sin(th)
         du, dv = dx * c + dy * s, -dx * s + dy * c
+        if hidden == SHADOW:
+            shade[y0:y1, x0:x1] |= (np.abs(du) < L / 2) & (np.abs(dv) < W / 2)
+            continue
         if hidden:
             ignore[y0:y1, x0:x1] |= (np.abs(du) < L / 2 + 1) & (np.abs(dv) < W / 2 + 1)
             continue
+        body[y0:y1, x0:x1] |= (np.abs(du) < L / 2 + 0.5) & (np.abs(dv) < W / 2 + 0.5)
         g = np.exp(-0.5 * ((du / max(1.2, L / 6)) ** 2 + (dv / max(0.6, W / 4)) ** 2))
         heat[y0:y1, x0:x1] = np.maximum(heat[y0:y1, x0:x1], g)
         px, py = int(round(ox)), int(round(oy))
@@ -168,7 +198,7 @@ def render_targets(cars, size_out):
                                       math.log(L / LENGTH_REF_M), W / WIDTH_REF_M)
                     regm[qy, qx] = 1.0
             typ[py, px] = int(t)
-    return heat, reg, regm, typ, ignore
+    return heat, reg, regm, typ, ignore, shade & ~body
 
 
 def dihedral(x, valid, cars, k, size):
@@ -193,7 +223,7 @@ def dihedral(x, valid, cars, k, size):
     return np.ascontiguousarray(x), np.ascontiguousarray(valid), cars
 
 
-def sample_batch(scenes, rng, batch):
+def sample_batch(scenes, rng, batch, shadow_weight=0.0):
     xs, heats, regs, regms, typs, masks = [], [], [], [], [], []
     for _ in range(batch):
         x, valid, cars = scenes[rng.integers(len(scenes))]
@@ -204,7 +234,7 @@ def sample_batch(scenes, rng, batch):
             ox = 2 * int(rng.integers(0, max(1, (w - CROP) // 2 + 1)))
             if len(cars) == 0 or rng.random() < 0.25:
                 break
-            inside = (cars[:, 0] > ox) & (cars[:, 0] < ox + CROP) & (cars[:, 1] > oy) & (cars[:, 1] < oy + CROP)
+            inside = (cars[:, 6] != SHADOW) & (cars[:, 0] > ox) & (cars[:, 0] < ox + CROP) & (cars[:, 1] > oy) & (cars[:, 1] < oy + CROP)
             if inside.any():
                 break
         xc = np.zeros((2, CROP, CROP), np.float32)
@@ -240,14 +270,14 @@ def sample_batch(scenes, rng, batch):
         g = g + rng.normal(0, rng.uniform(0, 0.03), g.shape).astype(np.float32)
         g[~vc] = np.nan
         xc, _ = input_channels(g.astype(np.float32))
-        heat, reg, regm, typ, ignore = render_targets(cc, CROP // 2)
+        heat, reg, regm, typ, ignore, shade = render_targets(cc, CROP // 2)
         vout = vc[::2, ::2]
         xs.append(xc)
         heats.append(heat)
         regs.append(reg)
         regms.append(regm)
         typs.append(typ)
-        masks.append((vout & ~ignore).astype(np.float32))
+        masks.append((vout & ~ignore) * (1.0 + shadow_weight * shade).astype(np.float32))
     t = lambda a: torch.from_numpy(np.stack(a))
     return t(xs), t(heats), t(regs), t(regms), t(typs), t(masks)
 
@@ -290,6 +320,8 @@ def main(argv=None):
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--init", default=None, help="start from these weights (npz)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shadow-weight", type=float, default=4.0,
+                    help="extra loss weight on car shadows that lie away from any car")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -308,7 +340,7 @@ def main(argv=None):
         path, truth = synthetic.cached_scene(spec, args.cache)
         scenes.append(scene_arrays(path, truth))
     print("%d scenes ready in %.0f s (%d cars)" % (len(scenes), time.time() - t0,
-                                                  sum(len(s[2]) for s in scenes)), flush=True)
+                                                  sum(int((s[2][:, 6] != SHADOW).sum()) for s in scenes)), flush=True)
     model = Net()
     if args.init:
         with np.load(args.init) as d:
@@ -319,7 +351,7 @@ def main(argv=None):
     t0 = time.time()
     run = None
     for step in range(1, args.steps + 1):
-        batch = sample_batch(scenes, rng, args.batch)
+        batch = sample_batch(scenes, rng, args.batch, args.shadow_weight)
         out = model(batch[0])
         loss, parts = loss_fn(out, *batch[1:])
         opt.zero_grad()
