@@ -16,7 +16,9 @@ from the previous one's weights:
 then LAYERS were widened (c1 12->16, c2 24->32, c6/c7 24->32 channels;
 ``grow`` keeps what the narrower network computed) and trained on:
     --scenes 200 --first 100 --sites 24 --steps 7000 --max-lr 1e-3 --init D.npz
-(the first run used an earlier version of the scene generator; about 2.5
+and last, with car shadows weighed as hard negatives (--shadow-weight 4):
+    --scenes 260 --first 100 --sites 24 --steps 5000 --max-lr 5e-4 --init E.npz
+(the first run used an earlier version of the scene generator; about 3
 hours of training in all).
 """
 import argparse
