@@ -18,6 +18,8 @@ then LAYERS were widened (c1 12->16, c2 24->32, c6/c7 24->32 channels;
     --scenes 200 --first 100 --sites 24 --steps 7000 --max-lr 1e-3 --init D.npz
 and last, with car shadows weighed as hard negatives (--shadow-weight 4):
     --scenes 260 --first 100 --sites 24 --steps 5000 --max-lr 5e-4 --init E.npz
+    (shadows as the car's rectangle moved, not yet swept), then
+    --scenes 260 --first 100 --sites 24 --steps 4000 --max-lr 4e-4 --init F.npz
 (the first run used an earlier version of the scene generator; about 3
 hours of training in all).
 """
@@ -115,17 +117,20 @@ SHADOW = 2.0         # marks a row of the cars array as a car's shadow footprint
 
 
 def shadow_rows(cars, spec):
-    """One row per car for where its shadow lies on the ground (the car's
-    rectangle moved away from the sun by height / tan(elevation)), in the
-    same pixel frame (north up, 0.5 m). A shadow detached from its car on
-    the next track looks like a dark car: training weighs these spots as
-    hard negatives."""
+    """Rows for where each car's shadow lies on the ground, in the same
+    pixel frame (north up, 0.5 m): the car's rectangle swept away from the
+    sun by height / tan(elevation), as copies at most 1 m apart. A shadow
+    on the next track looks like a dark car: training weighs these spots
+    as hard negatives."""
     az, el = math.radians(spec["sun_azimuth"]), math.radians(max(spec["sun_elevation"], 3.0))
     ux, uy = -math.sin(az), math.cos(az)            # x east, y south
     rows = []
     for cx, cy, th, L, W, t, hidden in cars:
         d = CAR_HEIGHT_M.get(TYPES[int(t)], 4.0) / math.tan(el) / INPUT_GSD
-        rows.append((cx + ux * d, cy + uy * d, th, L, W, t, SHADOW))
+        steps = max(1, int(math.ceil(d * INPUT_GSD / 1.0)))
+        for k in range(1, steps + 1):
+            f = d * k / steps
+            rows.append((cx + ux * f, cy + uy * f, th, L, W, t, SHADOW))
     return np.array(rows, np.float64).reshape(-1, 7)
 
 
