@@ -31,10 +31,10 @@ class PixelCar:
 # Heat a centre must reach at the default sensitivity, for imagery of 0.5 m
 # or finer and of 0.7 m or coarser (linear between): coarse pixels blur cars
 # into each other and lower their peaks. Chosen on the tuning scenes (never
-# on the held-out ones): at <= 0.5 m F1 is flat from 0.29 to 0.33 and 0.32
-# counts closest; at 0.7-1 m 0.25 has the best F1 and count.
-THRESHOLD_FINE = 0.32
-THRESHOLD_COARSE = 0.25
+# on the held-out ones): at <= 0.5 m 0.30 has the best F1 (flat from 0.27
+# to 0.30); at 0.7-1 m F1 is flat from 0.25 to 0.27 and 0.27 counts closest.
+THRESHOLD_FINE = 0.30
+THRESHOLD_COARSE = 0.27
 
 
 def threshold(sensitivity, gsd_m=INPUT_GSD):

@@ -20,6 +20,8 @@ and last, with car shadows weighed as hard negatives (--shadow-weight 4):
     --scenes 260 --first 100 --sites 24 --steps 5000 --max-lr 5e-4 --init E.npz
     (shadows as the car's rectangle moved, not yet swept), then
     --scenes 260 --first 100 --sites 24 --steps 4000 --max-lr 4e-4 --init F.npz
+    --scenes 260 --first 100 --sites 24 --few-track 60 --balance-types
+        --steps 3000 --max-lr 4e-4 --init G.npz
 (the first run used an earlier version of the scene generator; about 3
 hours of training in all).
 """
@@ -132,6 +134,22 @@ def shadow_rows(cars, spec):
             f = d * k / steps
             rows.append((cx + ux * f, cy + uy * f, th, L, W, t, SHADOW))
     return np.array(rows, np.float64).reshape(-1, 7)
+
+
+def few_track_spec(rng, k):
+    """A lone track or two in open country (a siding, a line past a
+    station): the yard scenes have 4 to 14 tracks, and a network that never
+    saw a single track scores its cars low."""
+    spec = random_spec(rng, k)
+    tracks = int(rng.integers(1, 4)) if spec.n_tracks else 0
+    if rng.random() < 0.6:          # a strip along the line
+        size, angle = (float(rng.uniform(160, 320)), float(rng.uniform(50, 90))), float(rng.uniform(85, 95))
+    else:
+        side = float(rng.uniform(150, 250))
+        size, angle = (side, side), float(rng.uniform(0, 180))
+    return dataclasses.replace(
+        spec, name="train_few%03d" % k, n_tracks=tracks, size_m=size, track_angle_deg=angle,
+        occupancy=float(rng.uniform(0.5, 0.95)), curve_radius_m=0.0)
 
 
 def scene_arrays(path, truth):
@@ -289,7 +307,16 @@ def sample_batch(scenes, rng, batch, shadow_weight=0.0):
     return t(xs), t(heats), t(regs), t(regms), t(typs), t(masks)
 
 
-def loss_fn(out, heat, reg, regm, typ, mask):
+def type_weights(scenes):
+    """Cross-entropy weights 1/sqrt(frequency) of each car type in the
+    training scenes (mean 1), so rare types such as locomotives count."""
+    real = np.concatenate([sc[2][sc[2][:, 6] == 0, 5] for sc in scenes]).astype(int)
+    freq = np.bincount(real, minlength=len(TYPES)).astype(float)
+    w = np.where(freq > 0, (freq.sum() / np.maximum(freq, 1)) ** 0.5, 0.0)
+    return torch.tensor(w / w[freq > 0].mean(), dtype=torch.float32)
+
+
+def loss_fn(out, heat, reg, regm, typ, mask, type_w=None):
     p = torch.sigmoid(out[:, 0]).clamp(1e-4, 1 - 1e-4)
     pos = (heat >= 0.999).float()
     neg_w = (1 - heat) ** 4
@@ -298,7 +325,7 @@ def loss_fn(out, heat, reg, regm, typ, mask):
     l_heat = focal.sum() / npos
     r = out[:, 1:5]
     l_reg = ((r - reg).abs().sum(1) * regm).sum() / regm.sum().clamp(min=1)
-    l_typ = F.cross_entropy(out[:, 5:], typ, ignore_index=-100) if (typ >= 0).any() else out.sum() * 0
+    l_typ = F.cross_entropy(out[:, 5:], typ, weight=type_w, ignore_index=-100) if (typ >= 0).any() else out.sum() * 0
     return l_heat + l_reg + 0.3 * l_typ, (l_heat.item(), l_reg.item(), l_typ.item())
 
 
@@ -327,6 +354,10 @@ def main(argv=None):
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--init", default=None, help="start from these weights (npz)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--few-track", type=int, default=0,
+                    help="also draw this many scenes of one to three tracks")
+    ap.add_argument("--balance-types", action="store_true",
+                    help="weigh the type loss by 1/sqrt(frequency) of each type")
     ap.add_argument("--shadow-weight", type=float, default=4.0,
                     help="extra loss weight on car shadows that lie away from any car")
     args = ap.parse_args(argv)
@@ -346,6 +377,10 @@ def main(argv=None):
         spec = dataclasses.replace(spec, name="trainsite%03d" % k)
         path, truth = synthetic.cached_scene(spec, args.cache)
         scenes.append(scene_arrays(path, truth))
+    few_rng = np.random.default_rng(1)
+    for k in range(args.few_track):
+        path, truth = synthetic.cached_scene(few_track_spec(few_rng, 7000 + k), args.cache)
+        scenes.append(scene_arrays(path, truth))
     print("%d scenes ready in %.0f s (%d cars)" % (len(scenes), time.time() - t0,
                                                   sum(int((s[2][:, 6] != SHADOW).sum()) for s in scenes)), flush=True)
     model = Net()
@@ -355,12 +390,13 @@ def main(argv=None):
                 grow(conv, d[name + ".weight"], d[name + ".bias"])
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.max_lr, total_steps=args.steps, pct_start=0.1)
+    type_w = type_weights(scenes) if args.balance_types else None
     t0 = time.time()
     run = None
     for step in range(1, args.steps + 1):
         batch = sample_batch(scenes, rng, args.batch, args.shadow_weight)
         out = model(batch[0])
-        loss, parts = loss_fn(out, *batch[1:])
+        loss, parts = loss_fn(out, *batch[1:], type_w=type_w)
         opt.zero_grad()
         loss.backward()
         opt.step()
