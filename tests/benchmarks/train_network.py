@@ -129,7 +129,7 @@ def shadow_rows(cars, spec):
     rows = []
     for cx, cy, th, L, W, t, hidden in cars:
         d = CAR_HEIGHT_M.get(TYPES[int(t)], 4.0) / math.tan(el) / INPUT_GSD
-        steps = max(1, int(math.ceil(d * INPUT_GSD / 1.0)))
+        steps = max(1, int(math.ceil(d * INPUT_GSD)))     # copies 1 m apart
         for k in range(1, steps + 1):
             f = d * k / steps
             rows.append((cx + ux * f, cy + uy * f, th, L, W, t, SHADOW))
@@ -137,9 +137,9 @@ def shadow_rows(cars, spec):
 
 
 def few_track_spec(rng, k):
-    """A lone track or two in open country (a siding, a line past a
+    """One to three tracks in open country (a siding, a line past a
     station): the yard scenes have 4 to 14 tracks, and a network that never
-    saw a single track scores its cars low."""
+    saw a lone track scores its cars low."""
     spec = random_spec(rng, k)
     tracks = int(rng.integers(1, 4)) if spec.n_tracks else 0
     if rng.random() < 0.6:          # a strip along the line
