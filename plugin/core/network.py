@@ -178,7 +178,6 @@ class RailcarNet:
         out = prev.reshape(-1, c) @ self.head + p["head.bias"]
         return np.ascontiguousarray(out.reshape(h, w, HEAD).transpose(2, 0, 1))
 
-
     def predict(self, x, is_canceled=None):
         """Outputs averaged over the image as it is and turned by 180 degrees
         (a two-member ensemble for the price of two passes: fewer misses and

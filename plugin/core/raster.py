@@ -12,6 +12,7 @@ gdal.UseExceptions()
 
 STRETCH_STRIPS = 16       # bands of rows sampled for the brightness stretch
 
+
 def _metres_per_degree(lat_deg):
     """Length of one degree of latitude and of longitude (WGS84) at ``lat``."""
     p = math.radians(lat_deg)
