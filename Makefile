@@ -28,7 +28,7 @@ DATE ?=
 OVERWRITE ?=
 CLI := PYTHONPATH=$(BUILD) $(PY) -m $(PLUGIN_NAME).plugin.cli
 
-.PHONY: setup venv link test demo count bench-accuracy bench-speed install uninstall zip clean
+.PHONY: setup venv link test demo count bench-accuracy bench-speed train-venv train train-verifier install uninstall zip clean
 
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -79,10 +79,16 @@ bench-speed: setup link
 # Retrain the railcar network on generated scenes (development only: PyTorch
 # goes into its own venv; the plugin runs the weights with numpy).
 TRAIN_VENV := .venv-train
-train: setup link
+train-venv: setup link
 	test -x $(TRAIN_VENV)/bin/python || $(PY) -m venv --system-site-packages $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/python -c "import torch" 2>/dev/null || $(TRAIN_VENV)/bin/pip install torch==2.13.0
+
+train: train-venv
 	PYTHONPATH=$(BUILD) $(TRAIN_VENV)/bin/python tests/benchmarks/train_network.py
+
+# The verifier learns from the network's candidates: train it after the network.
+train-verifier: train-venv
+	PYTHONPATH=$(BUILD) $(TRAIN_VENV)/bin/python tests/benchmarks/train_verifier.py
 
 # make install: copy into the QGIS profile; make install LINK=1: symlink, so
 # edits show after "Reload plugin" without installing again.

@@ -110,3 +110,27 @@ def test_prediction_does_not_depend_on_where_the_window_starts():
     inner_b = b[:, m:112 - m - sy, m:122 - m - sx]
     assert inner_a.size > 0
     np.testing.assert_allclose(inner_a, inner_b, atol=1e-4)
+
+
+def test_verifier_strip_follows_the_car_axis():
+    """A strip is cut along the candidate's axis, centred on it: a bright
+    bar drawn at 30 degrees lies along the middle row of its strip, and a
+    strip turned end for end is the same strip reversed."""
+    from railcar_counter.plugin.core.verifier import STRIP_LENGTH, STRIP_WIDTH, strips
+    h = w = 120
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    th = math.radians(30)
+    cx, cy = 60.3, 58.7
+    along = (xx - cx) * math.cos(th) + (yy - cy) * math.sin(th)
+    across = -(xx - cx) * math.sin(th) + (yy - cy) * math.cos(th)
+    bar = ((np.abs(along) < 20) & (np.abs(across) < 3)).astype(np.float32)
+    x = np.stack([bar, -bar])
+    s = strips(x, [cx], [cy], [th])[0]
+    assert s.shape == (2, STRIP_WIDTH, STRIP_LENGTH)
+    mid, ends = STRIP_WIDTH // 2, STRIP_LENGTH // 2
+    assert s[0, mid - 2:mid + 2, ends - 15:ends + 15].min() > 0.9     # on the bar
+    assert s[0, :mid - 5].max() < 0.1 and s[0, mid + 5:].max() < 0.1   # beside it
+    assert s[0, mid, :ends - 23].max() < 0.1                            # past its ends
+    np.testing.assert_allclose(s[1], -s[0])
+    turned = strips(x, [cx], [cy], [th + math.pi])[0]
+    np.testing.assert_allclose(turned, s[:, ::-1, ::-1], atol=1e-4)

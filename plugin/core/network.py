@@ -5,7 +5,8 @@ with numpy alone, so nothing needs installing in QGIS.
 Input: brightness at 0.5 m per pixel, plus the same brightness normalised
 to its surroundings (robust to haze and exposure). Output at 1 m per pixel:
 a heat map that peaks on car centres, the car's axis (as cos 2a, sin 2a),
-its length and width, and its type.
+its length and width, and its type (which only helps it learn: the
+verifier, verifier.py, names the types).
 """
 import os
 

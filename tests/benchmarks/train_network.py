@@ -152,6 +152,20 @@ def few_track_spec(rng, k):
         occupancy=float(rng.uniform(0.5, 0.95)), curve_radius_m=0.0)
 
 
+def training_specs(rng, first, scenes, sites, few_track):
+    """The generated scenes a run trains on: ``scenes`` drawn around the
+    tuning suite (from index ``first``), ``sites`` multi-date site scenes
+    and ``few_track`` scenes of one to three tracks."""
+    specs = [random_spec(rng, k) for k in range(first, first + scenes)]
+    for k in range(sites):
+        date = "%04d-%02d-15" % (2016 + k % 8, 1 + (5 * k) % 12)
+        spec = synthetic.site_spec(date, int(rng.integers(0, 90)), seed=100 + k)
+        specs.append(dataclasses.replace(spec, name="trainsite%03d" % k))
+    few_rng = np.random.default_rng(1)
+    specs += [few_track_spec(few_rng, 7000 + k) for k in range(few_track)]
+    return specs
+
+
 def scene_arrays(path, truth):
     """Input channels at 0.5 m, the cars in that pixel frame and their
     shadows' footprints (rows flagged SHADOW)."""
@@ -366,21 +380,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     os.makedirs(args.cache, exist_ok=True)
     t0 = time.time()
-    scenes = []
-    for k in range(args.first, args.first + args.scenes):
-        spec = random_spec(rng, k)
-        path, truth = synthetic.cached_scene(spec, args.cache)
-        scenes.append(scene_arrays(path, truth))
-    for k in range(args.sites):
-        date = "%04d-%02d-15" % (2016 + k % 8, 1 + (5 * k) % 12)
-        spec = synthetic.site_spec(date, int(rng.integers(0, 90)), seed=100 + k)
-        spec = dataclasses.replace(spec, name="trainsite%03d" % k)
-        path, truth = synthetic.cached_scene(spec, args.cache)
-        scenes.append(scene_arrays(path, truth))
-    few_rng = np.random.default_rng(1)
-    for k in range(args.few_track):
-        path, truth = synthetic.cached_scene(few_track_spec(few_rng, 7000 + k), args.cache)
-        scenes.append(scene_arrays(path, truth))
+    scenes = [scene_arrays(*synthetic.cached_scene(spec, args.cache))
+              for spec in training_specs(rng, args.first, args.scenes, args.sites, args.few_track)]
     print("%d scenes ready in %.0f s (%d cars)" % (len(scenes), time.time() - t0,
                                                   sum(int((s[2][:, 6] != SHADOW).sum()) for s in scenes)), flush=True)
     model = Net()

@@ -1,0 +1,111 @@
+"""A second look at each candidate car (numpy only).
+
+The railcar network proposes car centres from a wide view. The verifier
+then looks at a strip of image cut out along each candidate's axis
+(28 m long, 12 m across, 0.5 m pixels: the car, its ends, its neighbours
+on the track and the ground beside it where its shadow falls) and says
+whether a car is centred there, and of which type. It learns from every
+pixel of the strip, where the network's type output learns from one pixel
+per car, so it tells types (locomotives among them) far better, and it
+turns away shadows, containers and trucks the network mistook for cars.
+
+Trained by tests/benchmarks/train_verifier.py (PyTorch, development only).
+"""
+import os
+
+import numpy as np
+
+from .network import TYPES
+
+WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_verifier.npz")
+STRIP_LENGTH = 56      # pixels along the car axis (28 m at 0.5 m)
+STRIP_WIDTH = 24       # pixels across it (12 m)
+CLASSES = ("none",) + TYPES          # "none": no car is centred here
+# (name, in channels, out channels): 3x3 convolutions, each followed by a
+# 2x2 max pool, so the strip shrinks to 7 x 3 cells before two dense layers
+CONVS = (("v1", 2, 16), ("v2", 16, 32), ("v3", 32, 48))
+HIDDEN = 64
+FLAT = (STRIP_WIDTH // 8) * (STRIP_LENGTH // 8) * CONVS[-1][2]
+
+
+def strips(x, xs, ys, thetas):
+    """Strips of the input channels ``x`` (C, H, W) centred on (xs, ys)
+    (input pixels) along the axes ``thetas`` (radians, pixel frame):
+    (N, C, STRIP_WIDTH, STRIP_LENGTH), bilinear, zero outside the tile."""
+    xs, ys, thetas = (np.asarray(a, np.float32).reshape(-1) for a in (xs, ys, thetas))
+    c, h, w = x.shape
+    u = np.arange(STRIP_LENGTH, dtype=np.float32) - (STRIP_LENGTH - 1) / 2.0
+    v = np.arange(STRIP_WIDTH, dtype=np.float32) - (STRIP_WIDTH - 1) / 2.0
+    cos, sin = np.cos(thetas)[:, None, None], np.sin(thetas)[:, None, None]
+    px = xs[:, None, None] + u[None, None, :] * cos - v[None, :, None] * sin
+    py = ys[:, None, None] + u[None, None, :] * sin + v[None, :, None] * cos
+    x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
+    fx, fy = px - x0, py - y0
+    flat = x.reshape(c, -1)
+    out = np.zeros((c,) + px.shape, np.float32)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            idx = np.where(inside, yi * w + xi, 0)
+            out += flat[:, idx] * (wx * wy * inside)[None]
+    return out.transpose(1, 0, 2, 3)
+
+
+def _conv3x3(a, w, b):
+    """'Same' 3x3 convolution of a batch (N, H, W, C) with (Cout, Cin, 3, 3)."""
+    n, h, wd, c = a.shape
+    p = np.zeros((n, h + 2, wd + 2, c), np.float32)
+    p[:, 1:-1, 1:-1] = a
+    out = np.empty((n * h * wd, w.shape[0]), np.float32)
+    out[:] = b
+    for ky in range(3):
+        for kx in range(3):
+            tap = np.ascontiguousarray(w[:, :, ky, kx].T)
+            out += p[:, ky:ky + h, kx:kx + wd].reshape(-1, c) @ tap
+    return out.reshape(n, h, wd, -1)
+
+
+def _pool2(a):
+    n, h, w, c = a.shape
+    return a[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class Verifier:
+    def __init__(self, path=WEIGHTS):
+        with np.load(path) as data:
+            self.p = {k: data[k].astype(np.float32) for k in data.files}
+
+    def logits(self, batch):
+        """(N, 2, STRIP_WIDTH, STRIP_LENGTH) strips -> (N, len(CLASSES))."""
+        p = self.p
+        a = np.ascontiguousarray(batch.transpose(0, 2, 3, 1), dtype=np.float32)
+        for name, cin, cout in CONVS:
+            a = _pool2(np.maximum(_conv3x3(a, p[name + ".weight"], p[name + ".bias"]), 0))
+        # the dense layer was trained on (C, H, W) order
+        a = a.transpose(0, 3, 1, 2).reshape(len(a), -1)
+        a = np.maximum(a @ p["fc1.weight"].T + p["fc1.bias"], 0)
+        return a @ p["fc2.weight"].T + p["fc2.bias"]
+
+    def probabilities(self, x, xs, ys, thetas):
+        """Class probabilities (N, len(CLASSES)) of candidates in the input
+        channels ``x``, averaged over the strip and the strip turned end for
+        end (the network's axis does not say which end is which)."""
+        if len(xs) == 0:
+            return np.zeros((0, len(CLASSES)), np.float32)
+        s = strips(x, xs, ys, thetas)
+        both = np.concatenate([s, s[:, :, ::-1, ::-1]])
+        z = self.logits(both)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        e /= e.sum(axis=1, keepdims=True)
+        return 0.5 * (e[:len(s)] + e[len(s):])
+
+
+_cached = None
+
+
+def default_verifier():
+    global _cached
+    if _cached is None:
+        _cached = Verifier()
+    return _cached

@@ -1,0 +1,208 @@
+"""Train the verifier, the railcar network's second look at each candidate
+(``make train-verifier``; needs PyTorch, a development tool only: the
+plugin runs the weights with numpy, plugin/core/verifier.py).
+
+The training scenes are the railcar network's (train_network.py; never the
+held-out suite of bench_accuracy.py nor the demo site). On each scene the
+shipped network proposes candidates at a low heat threshold; a candidate
+centred on a car (within 30 % of its length from the centre) is that car,
+by type; one elsewhere (a shadow, a container, a truck, the gap between two
+cars) is "none"; one inside a car but off its centre is left out (a second
+peak on a long car: the verifier cannot tell it from the car's own centre).
+Cars the network missed are added at their true centres, so the verifier
+sees every car type, and the cars' shadows are added as "none".
+
+The shipped weights: --steps 6000 (about 10 minutes on 2 cores, after
+about 8 minutes of collecting candidates).
+"""
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from train_network import SHADOW, scene_arrays, training_specs  # noqa: E402
+
+from railcar_counter.plugin.core import synthetic  # noqa: E402
+from railcar_counter.plugin.core.cars import candidates  # noqa: E402
+from railcar_counter.plugin.core.network import INPUT_GSD, TYPES  # noqa: E402
+from railcar_counter.plugin.core.verifier import (CLASSES, CONVS, FLAT, HIDDEN, WEIGHTS,  # noqa: E402
+                                                   strips)
+
+CANDIDATE_HEAT = 0.1     # well below any threshold the sensitivity gives
+NONE = 0
+
+
+class VerifierNet(nn.Module):
+    """The same layers as verifier.CONVS, in PyTorch."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleDict({name: nn.Conv2d(cin, cout, 3, padding=1)
+                                    for name, cin, cout in CONVS})
+        self.fc1 = nn.Linear(FLAT, HIDDEN)
+        self.fc2 = nn.Linear(HIDDEN, len(CLASSES))
+
+    def forward(self, x):
+        for conv in self.convs.values():
+            x = F.max_pool2d(F.relu(conv(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+def label_candidates(cars_found, cars):
+    """Samples (x, y, theta, class) from the network's candidates and the
+    true cars of one scene (pixel frame, 0.5 m)."""
+    real = cars[cars[:, 6] == 0]
+    hidden = cars[(cars[:, 6] != 0) & (cars[:, 6] != SHADOW)]
+    taken = np.zeros(len(real), bool)
+    samples = []
+    for c in sorted(cars_found, key=lambda c: -c.score):
+        label = NONE
+        for group, is_real in ((real, True), (hidden, False)):
+            if not len(group):
+                continue
+            dx, dy = c.x - group[:, 0], c.y - group[:, 1]
+            du = np.abs(dx * np.cos(group[:, 2]) + dy * np.sin(group[:, 2]))
+            dv = np.abs(-dx * np.sin(group[:, 2]) + dy * np.cos(group[:, 2]))
+            half_l, half_w = group[:, 3] / INPUT_GSD / 2, group[:, 4] / INPUT_GSD / 2
+            inside = (du < half_l) & (dv < half_w + 2)
+            centred = (du < 0.6 * half_l) & (dv < half_w + 2)
+            if not is_real:
+                if inside.any():
+                    label = None             # under a cloud: nobody can tell
+                break
+            free = centred & ~taken
+            if free.any():
+                j = int(np.argmin(np.where(free, du, np.inf)))
+                taken[j] = True
+                label = 1 + int(group[j, 5])
+                break
+            if inside.any():
+                label = None
+                break
+        if label is not None:
+            samples.append((c.x, c.y, c.theta, label))
+    for j in np.nonzero(~taken)[0]:
+        samples.append((real[j, 0], real[j, 1], real[j, 2], 1 + int(real[j, 5])))
+    # shadows away from any car
+    for row in cars[cars[:, 6] == SHADOW][::3]:
+        if len(real):
+            d = np.hypot(real[:, 0] - row[0], real[:, 1] - row[1])
+            if (d < real[:, 3] / INPUT_GSD / 2 + 2).any():
+                continue
+        samples.append((row[0], row[1], row[2], NONE))
+    return samples
+
+
+def collect(specs, cache):
+    scenes, samples = [], []
+    t0 = time.time()
+    for k, spec in enumerate(specs):
+        x, valid, cars = scene_arrays(*synthetic.cached_scene(spec, cache))
+        found = candidates(x, valid, CANDIDATE_HEAT)
+        for s in label_candidates(found, cars):
+            samples.append((len(scenes),) + tuple(s))
+        scenes.append(x)
+        if k % 20 == 0:
+            print("scene %d/%d, %d samples (%.0f s)" % (k, len(specs), len(samples), time.time() - t0),
+                  flush=True)
+    return scenes, np.array(samples, np.float64)
+
+
+def sample_batch(scenes, samples, rng, batch):
+    rows = samples[rng.integers(0, len(samples), batch)]
+    xs = []
+    for row in rows:
+        k, x, y, th = int(row[0]), row[1], row[2], row[3]
+        th += rng.normal(0, math.radians(2.5))
+        x += rng.normal(0, 0.6)
+        y += rng.normal(0, 0.6)
+        s = strips(scenes[k], [x], [y], [th])[0]
+        if rng.random() < 0.5:          # end for end
+            s = s[:, ::-1, ::-1]
+        if rng.random() < 0.5:          # mirror across the axis
+            s = s[:, ::-1, :]
+        s = s.copy()
+        s[0] = s[0] * rng.uniform(0.7, 1.3) + rng.uniform(-0.12, 0.12)
+        s += rng.normal(0, rng.uniform(0, 0.03), s.shape).astype(np.float32)
+        xs.append(s)
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(rows[:, 4].astype(np.int64))
+
+
+def export(model, path):
+    arrays = {}
+    for name, conv in model.convs.items():
+        arrays[name + ".weight"] = conv.weight.detach().numpy().astype(np.float32)
+        arrays[name + ".bias"] = conv.bias.detach().numpy().astype(np.float32)
+    for name in ("fc1", "fc2"):
+        layer = getattr(model, name)
+        arrays[name + ".weight"] = layer.weight.detach().numpy().astype(np.float32)
+        arrays[name + ".bias"] = layer.bias.detach().numpy().astype(np.float32)
+    tmp = path + ".part.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--max-lr", type=float, default=2e-3)
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "railcar_train"))
+    ap.add_argument("--samples", default=os.path.join(tempfile.gettempdir(), "railcar_verifier_samples.npz"),
+                    help="candidates collected once, reused by later runs")
+    ap.add_argument("--out", default=WEIGHTS)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    # the railcar network's training scenes (its shipped recipe's last run)
+    specs = training_specs(np.random.default_rng(0), 100, 260, 24, 60)
+    if os.path.exists(args.samples):
+        with np.load(args.samples) as d:
+            samples = d["samples"]
+        scenes = [scene_arrays(*synthetic.cached_scene(spec, args.cache))[0] for spec in specs]
+    else:
+        scenes, samples = collect(specs, args.cache)
+        np.savez(args.samples, samples=samples)
+    counts = np.bincount(samples[:, 4].astype(int), minlength=len(CLASSES))
+    print("samples:", dict(zip(CLASSES, counts.tolist())), flush=True)
+    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** 0.5, 0.0)
+    weight = torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32)
+    rng = np.random.default_rng(0)
+    model = VerifierNet()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.max_lr, total_steps=args.steps,
+                                                pct_start=0.1)
+    t0 = time.time()
+    run = None
+    for step in range(1, args.steps + 1):
+        x, y = sample_batch(scenes, samples, rng, args.batch)
+        out = model(x)
+        loss = F.cross_entropy(out, y, weight=weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        acc = float((out.argmax(1) == y).float().mean())
+        car_ok = float(((out.argmax(1) == NONE) == (y == NONE)).float().mean())
+        run = np.array([loss.item(), acc, car_ok]) if run is None else 0.98 * run + 0.02 * np.array(
+            [loss.item(), acc, car_ok])
+        if step % 200 == 0:
+            print("step %5d  loss %.3f  class %.3f  car/none %.3f  (%.0f s)" % (step, *run, time.time() - t0),
+                  flush=True)
+            export(model, args.out)
+    export(model, args.out)
+    print("wrote", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
