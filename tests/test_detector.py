@@ -16,6 +16,10 @@ LOOKALIKES = synthetic.SceneSpec(name="test_lookalikes", seed=4243, gsd_m=0.5,
                                  locomotive_rate=0, trucks=10, truck_parking=8,
                                  containers=30, sheds=2)
 
+TRAINS = synthetic.SceneSpec(name="test_trains", seed=4254, gsd_m=0.5, size_m=(360.0, 200.0),
+                             n_tracks=8, track_angle_deg=20.0, occupancy=0.7,
+                             locomotive_rate=1.0, single_car_rate=0.0, date="2023-10-05")
+
 
 @pytest.fixture(scope="module")
 def yard(tmp_path_factory):
@@ -34,6 +38,25 @@ def test_counts_a_realistic_yard(yard):
     assert 5 <= d.length_m <= 25 and 2 <= d.width_m <= 4
     assert d.date == "2023-10-05" and d.source.startswith("test_yard")
     assert result.count + result.locomotives == len(result.detections)
+
+
+def test_locomotives_are_reported_apart_and_types_are_right(tmp_path):
+    """Every train has a locomotive: most are typed as such and not
+    counted as freight cars, and a named type is nearly always right."""
+    path, truth = synthetic.cached_scene(TRAINS, str(tmp_path))
+    result = count_railcars(path)
+    m = evaluation.match(result.detections, truth)
+    locos = [j for j, t in enumerate(truth) if t.type == "locomotive"]
+    assert len(locos) >= 4
+    pairs = dict((j, i) for i, j in m.pairs)
+    found = [j for j in locos if j in pairs and result.detections[pairs[j]].type == "locomotive"]
+    assert len(found) >= 0.5 * len(locos), (len(found), len(locos))
+    assert result.locomotives >= len(found)
+    assert result.count == len(result.detections) - result.locomotives
+    typed = [(truth[j].type, result.detections[i].type) for i, j in m.pairs
+             if result.detections[i].type != "unknown"]
+    assert len(typed) >= 0.3 * len(m.pairs)
+    assert sum(a == b for a, b in typed) >= 0.8 * len(typed), typed
 
 
 def test_lookalikes_off_the_tracks_are_not_railcars(tmp_path):

@@ -28,7 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from train_network import SHADOW, scene_arrays, training_specs  # noqa: E402
+from train_network import (SHADOW, few_track_spec, random_spec, scene_arrays,  # noqa: E402
+                           training_specs)
 
 from railcar_counter.plugin.core import synthetic  # noqa: E402
 from railcar_counter.plugin.core.cars import candidates  # noqa: E402
@@ -156,8 +157,13 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--max-lr", type=float, default=2e-3)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "railcar_train"))
-    ap.add_argument("--samples", default=os.path.join(tempfile.gettempdir(), "railcar_verifier_samples.npz"),
-                    help="candidates collected once, reused by later runs")
+    ap.add_argument("--fresh", type=int, default=0,
+                    help="also draw this many scenes the network never trained on (a third "
+                         "of one to three tracks): its candidates there are the kind it "
+                         "makes on new imagery")
+    ap.add_argument("--samples", default=None,
+                    help="candidates collected once, reused by later runs (default: in the "
+                         "system's temporary folder)")
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -165,6 +171,12 @@ def main(argv=None):
     torch.manual_seed(0)
     # the railcar network's training scenes (its shipped recipe's last run)
     specs = training_specs(np.random.default_rng(0), 100, 260, 24, 60)
+    fresh_rng = np.random.default_rng(2)
+    for k in range(args.fresh):
+        spec = few_track_spec(fresh_rng, 8000 + k) if k % 3 == 2 else random_spec(fresh_rng, 1000 + k)
+        specs.append(spec)
+    args.samples = args.samples or os.path.join(tempfile.gettempdir(),
+                                                "railcar_verifier_samples_%d.npz" % len(specs))
     if os.path.exists(args.samples):
         with np.load(args.samples) as d:
             samples = d["samples"]
