@@ -343,16 +343,20 @@ def loss_fn(out, heat, reg, regm, typ, mask, type_w=None):
     return l_heat + l_reg + 0.3 * l_typ, (l_heat.item(), l_reg.item(), l_typ.item())
 
 
-def export(model, path):
+def save_layers(layers, path):
+    """Weights and biases of ``layers`` ({name: module}) as name.weight and
+    name.bias in an npz at ``path``, written whole or not at all."""
     arrays = {}
-    for name, conv in model.convs.items():
-        arrays[name + ".weight"] = conv.weight.detach().numpy().astype(np.float32)
-        arrays[name + ".bias"] = conv.bias.detach().numpy().astype(np.float32)
-    arrays["head.weight"] = model.head.weight.detach().numpy().astype(np.float32)
-    arrays["head.bias"] = model.head.bias.detach().numpy().astype(np.float32)
+    for name, layer in layers.items():
+        arrays[name + ".weight"] = layer.weight.detach().numpy().astype(np.float32)
+        arrays[name + ".bias"] = layer.bias.detach().numpy().astype(np.float32)
     tmp = path + ".part.npz"
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
+
+
+def export(model, path):
+    save_layers({**model.convs, "head": model.head}, path)
 
 
 def main(argv=None):

@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from train_network import (SHADOW, few_track_spec, random_spec, scene_arrays,  # noqa: E402
-                           training_specs)
+from train_network import (SHADOW, few_track_spec, random_spec, save_layers,  # noqa: E402
+                           scene_arrays, training_specs)
 
 from railcar_counter.plugin.core import synthetic  # noqa: E402
 from railcar_counter.plugin.core.cars import candidates  # noqa: E402
@@ -138,17 +138,7 @@ def sample_batch(scenes, samples, rng, batch):
 
 
 def export(model, path):
-    arrays = {}
-    for name, conv in model.convs.items():
-        arrays[name + ".weight"] = conv.weight.detach().numpy().astype(np.float32)
-        arrays[name + ".bias"] = conv.bias.detach().numpy().astype(np.float32)
-    for name in ("fc1", "fc2"):
-        layer = getattr(model, name)
-        arrays[name + ".weight"] = layer.weight.detach().numpy().astype(np.float32)
-        arrays[name + ".bias"] = layer.bias.detach().numpy().astype(np.float32)
-    tmp = path + ".part.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    save_layers({**model.convs, "fc1": model.fc1, "fc2": model.fc2}, path)
 
 
 def main(argv=None):
