@@ -2,7 +2,7 @@
 
     python3 -m railcar_counter.plugin.cli count --input scene.tif --output cars.shp
         [--aoi area.gpkg] [--tracks rails.gpkg] [--sensitivity 0.5]
-        [--date 2023-10-05] [--overwrite]
+        [--date 2023-10-05] [--crs EPSG:32652] [--overwrite]
 
 (``make count INPUT=... OUTPUT=...`` runs the same.) ``count`` starts a
 headless QGIS and runs the Processing algorithm railcarcounter:countrailcars,
@@ -207,6 +207,9 @@ def _configure_count(parser):
                         help="0 finds only clear cars, 1 finds more (default 0.5)")
     parser.add_argument("--date", default="", metavar="YYYY-MM-DD",
                         help="acquisition date (default: from file name or metadata)")
+    parser.add_argument("--crs", default="", metavar="EPSG:CODE",
+                        help="the image's CRS, for an image whose file has none (a JPEG or "
+                             "PNG with a world file) or a wrong one")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the output if it exists")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the result")
@@ -255,7 +258,8 @@ def run_count(args):
 
     feedback = make_feedback(args.quiet)
     with staged_output(args.output, args.overwrite) as staged:
-        params = {"INPUT": raster, "OUTPUT": staged, "DATE": args.date or ""}
+        params = {"INPUT": _raster_with_crs(raster, args.crs) if args.crs else raster,
+                  "OUTPUT": staged, "DATE": args.date or ""}
         if aoi:
             params["AOI"] = aoi
         if tracks:
@@ -267,6 +271,23 @@ def run_count(args):
     print("%d railcars (%d locomotives) in %s" % (count, locos, os.path.basename(raster)))
     print(os.path.abspath(args.output))
     return 0
+
+
+def _raster_with_crs(path, crs_text):
+    """The id of the raster as a project layer whose CRS is ``crs_text``,
+    as if the analyst had set it in the layer's properties (the project
+    owns the layer, so it is freed in order when QGIS exits)."""
+    from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer
+    crs = QgsCoordinateReferenceSystem(crs_text)
+    if not crs.isValid():
+        raise UserError("--crs %s is not a CRS QGIS knows. Give an EPSG code, for example "
+                        "EPSG:32652 (UTM zone 52N) or EPSG:3857 (Web Mercator)." % crs_text)
+    layer = QgsRasterLayer(path, os.path.splitext(os.path.basename(path))[0], "gdal")
+    if not layer.isValid():
+        raise UserError("The input raster could not be opened: %s" % path)
+    layer.setCrs(crs)
+    QgsProject.instance().addMapLayer(layer, False)
+    return layer.id()
 
 
 def _clean_processing_message(message):

@@ -160,3 +160,13 @@ def raster_file_path(layer):
     source = layer.source()
     # Options after a pipe are QGIS's, not GDAL's.
     return source.split("|", 1)[0]
+
+
+def raster_crs_wkt(layer):
+    """The layer's CRS for the detector (it overrides the file's: the
+    analyst may have set one for an image that has none), or "" when the
+    layer has none, and the file's own is used."""
+    crs = layer.crs()
+    if not crs.isValid():
+        return ""
+    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)

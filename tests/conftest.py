@@ -235,6 +235,20 @@ def raster_factory(tmp_path):
     return make
 
 
+@pytest.fixture
+def world_file_jpeg(tmp_path):
+    """Returns make(tif) -> path: the GeoTIFF as analysts often get imagery,
+    a JPEG with a world file and no CRS."""
+    def make(path):
+        jpeg = str(tmp_path / (Path(path).stem + ".jpg"))
+        gdal.Translate(jpeg, str(path), format="JPEG",
+                       creationOptions=["WORLDFILE=YES", "QUALITY=90"])
+        for extra in tmp_path.glob(Path(jpeg).name + ".aux.xml"):
+            extra.unlink()        # GDAL keeps the CRS there; the world file has none
+        return jpeg
+    return make
+
+
 def write_vector(path, wkts, epsg, geom_type=ogr.wkbPolygon, layer_name=None):
     """Write geometries (WKT) to a GeoPackage or shapefile; returns path."""
     driver = "ESRI Shapefile" if str(path).endswith(".shp") else "GPKG"

@@ -43,6 +43,20 @@ def test_make_count(raster_factory, tmp_path):
     assert count > 0
 
 
+def test_crs_for_an_image_without_one(raster_factory, world_file_jpeg, tmp_path):
+    path, truth = raster_factory("yard.tif")
+    jpeg = world_file_jpeg(path)
+    out = tmp_path / "out" / "cars.shp"
+    done = cli("count", "--input", jpeg, "--output", out)
+    assert done.returncode == 1 and "--crs" in done.stderr and not out.exists()
+    done = cli("count", "--input", jpeg, "--output", out, "--crs", "EPSG:%d" % truth["epsg"])
+    assert done.returncode == 0, done.stderr
+    from qgis.core import QgsVectorLayer
+    layer = QgsVectorLayer(str(out), "cars", "ogr")
+    assert layer.crs().authid() == "EPSG:%d" % truth["epsg"]
+    assert abs(layer.featureCount() - truth["cars"]) <= max(1, truth["cars"] // 4)
+
+
 def test_count_with_options_and_gpkg(raster_factory, vector_factory, tmp_path):
     path, truth = raster_factory("yard.tif", kind="geographic")
     xmin, ymin, xmax, ymax = truth["extent"]
@@ -80,6 +94,8 @@ def test_refuses_to_overwrite(raster_factory, tmp_path):
     (["--sensitivity", "3"], ["between 0 and 1"]),
     (["--date", "someday"], ["YYYY-MM-DD"]),
     (["--output", "cars.xyz"], ["output format", ".gpkg"]),
+    (["--crs", "EPSG:99999"], ["not a CRS", "EPSG:32652"]),
+    (["--crs", "EPSG:4326"], ["not degrees", "UTM"]),
 ])
 def test_user_errors_are_one_clear_line(raster_factory, tmp_path, args, words):
     path, _ = raster_factory("yard.tif", n_cars=2, tracks=1)

@@ -45,6 +45,24 @@ def test_raster_without_georeferencing_is_refused_with_advice(tmp_path):
         RasterSource(path)
 
 
+def _wkt(epsg):
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+def test_image_without_crs_takes_the_crs_the_analyst_gives(tmp_path):
+    """A JPEG or PNG with a world file has pixel sizes but no CRS: the
+    detector asks for one, takes the layer's, and refuses a geographic CRS
+    for coordinates that cannot be degrees."""
+    path = _write(tmp_path / "worldfile.tif", None, (500000, 0.5, 0, 4700000, 0, -0.5))
+    with pytest.raises(InputError, match="no CRS.*Layer Properties"):
+        RasterSource(path)
+    assert RasterSource(path, _wkt(32652)).gsd_m == pytest.approx(0.5, rel=0.01)
+    with pytest.raises(InputError, match="not degrees.*UTM"):
+        RasterSource(path, _wkt(4326))
+
+
 def test_missing_file_says_so(tmp_path):
     with pytest.raises(InputError, match="not found"):
         RasterSource(str(tmp_path / "nope.tif"))

@@ -176,6 +176,28 @@ def test_raster_without_georeferencing(processing_ready, tmp_path):
     assert not (tmp_path / "x.gpkg").exists()
 
 
+def test_image_without_crs_counts_with_the_layers_crs(processing_ready, raster_factory,
+                                                       world_file_jpeg, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem
+    path, truth = raster_factory("yard.tif")
+    layer = QgsRasterLayer(world_file_jpeg(path), "site 2023-10-05", "gdal")
+    assert layer.isValid() and not layer.crs().isValid()
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        with pytest.raises(QgsProcessingException, match="no CRS"):
+            run_count({"INPUT": layer.id(), "OUTPUT": str(tmp_path / "x.gpkg")})
+        assert not (tmp_path / "x.gpkg").exists()
+        # what the analyst does: Layer Properties > Source > CRS
+        layer.setCrs(QgsCoordinateReferenceSystem("EPSG:%d" % truth["epsg"]))
+        out = tmp_path / "cars.gpkg"
+        results = run_count({"INPUT": layer.id(), "OUTPUT": str(out)})
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+    feats = check_output(load(out), results, truth["epsg"])
+    assert close_to(results["COUNT"], truth["cars"])
+    assert {f["date"] for f in feats} == {"2023-10-05"}
+
+
 def test_missing_raster(processing_ready, tmp_path):
     with pytest.raises(QgsProcessingException, match="not found"):
         run_count({"INPUT": str(tmp_path / "missing.tif"), "OUTPUT": str(tmp_path / "x.gpkg")})

@@ -45,6 +45,7 @@ class CountOptions:
     tracks_wkt: list = field(default_factory=list)   # lines; empty = find tracks
     date: str = ""                    # ISO date; empty = read from name/metadata
     source: str = ""                  # name shown in the 'source' field
+    crs_wkt: str = ""                 # the raster's CRS if not the file's (the layer's)
 
 
 @dataclass
@@ -244,7 +245,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     options = options or CountOptions()
     if not 0.0 <= options.sensitivity <= 1.0:
         raise InputError("Sensitivity must be between 0 and 1 (0.5 is the default).")
-    src = RasterSource(path)
+    src = RasterSource(path, options.crs_wkt)
     work = INPUT_GSD
     if src.gsd_m > MAX_GSD_M:
         raise InputError("%s has %.1f m pixels: railcars (3 m wide) cannot be seen. Use "

@@ -24,7 +24,10 @@ def _metres_per_degree(lat_deg):
 class RasterSource:
     """An opened raster with what the detector needs to know about it."""
 
-    def __init__(self, path):
+    def __init__(self, path, crs_wkt=""):
+        """``crs_wkt``, when given, is the CRS to use instead of the file's
+        (in QGIS the layer's, which the analyst may have set for a file with
+        none; on the command line --crs)."""
         self.path = path
         if not path or not (os.path.exists(path) or path.startswith("/vsi")):
             raise InputError("Raster file not found: %s. Choose an existing GeoTIFF or "
@@ -43,12 +46,18 @@ class RasterSource:
             raise InputError("%s is only %d x %d pixels: too small to hold a railcar."
                              % (os.path.basename(path), self.width, self.height))
         self.gt = ds.GetGeoTransform(can_return_null=True)
-        self.crs_wkt = ds.GetProjection() or ""
-        if self.gt is None or not self.crs_wkt:
-            raise InputError("%s has no georeferencing (CRS and geotransform). The counter "
-                             "needs the pixel size in metres: georeference the image "
-                             "(Raster > Georeferencer) or assign its CRS, then try again."
-                             % os.path.basename(path))
+        self.crs_wkt = crs_wkt or ds.GetProjection() or ""
+        name = os.path.basename(path)
+        if self.gt is None:
+            raise InputError("%s has no georeferencing (no geotransform or world file). The "
+                             "counter needs the pixel size in metres: georeference the image "
+                             "(Raster > Georeferencer), then try again." % name)
+        if not self.crs_wkt:
+            raise InputError("%s has a geotransform but no CRS, so its pixel size in metres is "
+                             "unknown. Set the layer's CRS (Layer Properties > Source) or, on "
+                             "the command line, give --crs (make count ... CRS=EPSG:32652)."
+                             % name)
+        self._check_crs_fits()
         self.gsd_x_m, self.gsd_y_m = self._pixel_size_m()
         self._choose_bands()
         self._stats = None
@@ -63,6 +72,30 @@ class RasterSource:
         det = g[1] * g[5] - g[2] * g[4]
         dx, dy = x - g[0], y - g[3]
         return (g[5] * dx - g[2] * dy) / det, (-g[4] * dx + g[1] * dy) / det
+
+    def _check_crs_fits(self):
+        """Degrees must lie within -180..360 / -90..90: a CRS given to a
+        layer by mistake (WGS 84 on UTM coordinates) would otherwise turn
+        metres into degrees and every car into a giant."""
+        srs = osr.SpatialReference()
+        try:
+            unreadable = srs.ImportFromWkt(self.crs_wkt) != 0
+        except RuntimeError:
+            unreadable = True
+        if unreadable:
+            raise InputError("The CRS of %s cannot be read. Set the layer's CRS (Layer "
+                             "Properties > Source) and try again."
+                             % os.path.basename(self.path))
+        if not srs.IsGeographic():
+            return
+        corners = [self.pixel_to_map(c, r) for c in (0, self.width) for r in (0, self.height)]
+        lon, lat = zip(*corners)
+        if min(lon) < -180 or max(lon) > 360 or min(lat) < -90.5 or max(lat) > 90.5:
+            raise InputError("%s has coordinates like (%.0f, %.0f), which are not degrees, "
+                             "but its CRS (%s) is geographic. Set the layer's CRS to the one "
+                             "its coordinates are in (for example a UTM zone) and try again."
+                             % (os.path.basename(self.path), corners[0][0], corners[0][1],
+                                srs.GetName() or "geographic"))
 
     def _pixel_size_m(self):
         """Ground size of one pixel along columns and rows, in metres, measured

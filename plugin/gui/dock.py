@@ -884,7 +884,8 @@ class RailcarCounterDock(QgsDockWidget):
             tracks = qgis_layers.layer_wkts(tracks_layer, crs,
                                             geometry_type=QgsWkbTypes.GeometryType.LineGeometry,
                                             what="tracks")
-            jobs.append(Job(row.layer_id, layer.name(), path, row.date, aoi, tracks))
+            jobs.append(Job(row.layer_id, layer.name(), path, row.date, aoi, tracks,
+                            qgis_layers.raster_crs_wkt(layer)))
         return RunParameters(jobs, float(self.sensitivity.value()),
                              self.site_edit.text().strip() or "Railcar counts")
 

@@ -23,6 +23,7 @@ class Job:
     date: str
     aoi_wkt: list = field(default_factory=list)
     tracks_wkt: list = field(default_factory=list)
+    crs_wkt: str = ""              # the layer's CRS (the file may have none)
 
 
 @dataclass
@@ -76,7 +77,8 @@ class CountTask(QgsTask):
 
             options = detector.CountOptions(
                 sensitivity=self.params.sensitivity, aoi_wkt=list(job.aoi_wkt),
-                tracks_wkt=list(job.tracks_wkt), date=job.date, source=job.name)
+                tracks_wkt=list(job.tracks_wkt), date=job.date, source=job.name,
+                crs_wkt=job.crs_wkt)
             outcome = JobOutcome(job)
             try:
                 outcome.result = detector.count_railcars(job.path, options, progress,

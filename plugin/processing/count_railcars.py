@@ -25,7 +25,7 @@ from ..core.detector import CountOptions, count_railcars
 from ..core.errors import Canceled, InputError
 from ..qgis_layers import (
     ICON_PATH, apply_detection_style, detection_feature, detection_fields,
-    raster_file_path, source_wkts)
+    raster_crs_wkt, raster_file_path, source_wkts)
 
 
 class DetectionStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
@@ -179,7 +179,8 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
                     "metadata: the 'date' field stays empty. Set DATE to fill it.")
             feedback.pushInfo("Counting railcars on %s (%s)" % (source, date or "no date"))
             options = CountOptions(sensitivity=sensitivity, aoi_wkt=aoi,
-                                   tracks_wkt=tracks, date=date, source=source)
+                                   tracks_wkt=tracks, date=date, source=source,
+                                   crs_wkt=raster_crs_wkt(layer))
             result = count_railcars(
                 path, options,
                 progress=lambda fraction: feedback.setProgress(100.0 * fraction),

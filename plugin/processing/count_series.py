@@ -31,7 +31,8 @@ from ..core import series_chart
 from ..core.detector import CountOptions, count_railcars
 from ..core.errors import Canceled, InputError
 from ..qgis_layers import (
-    ICON_PATH, detection_feature, detection_fields, raster_file_path, source_wkts)
+    ICON_PATH, detection_feature, detection_fields, raster_crs_wkt, raster_file_path,
+    source_wkts)
 from .count_railcars import DetectionStylePostProcessor
 
 WINDOW_CHOICES = ("before_latest", "last_years", "range")
@@ -213,7 +214,7 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                 source = os.path.basename(path) or layer.name()
                 feedback.pushInfo("[%d/%d] %s: %s" % (i + 1, n, date, source))
                 opts = CountOptions(sensitivity=sensitivity, aoi_wkt=aoi, tracks_wkt=tracks,
-                                    date=date, source=source)
+                                    date=date, source=source, crs_wkt=raster_crs_wkt(layer))
                 res = count_railcars(
                     path, opts,
                     progress=lambda f, i=i: feedback.setProgress(100.0 * (i + f) / n),
