@@ -63,6 +63,23 @@ def test_image_without_crs_takes_the_crs_the_analyst_gives(tmp_path):
         RasterSource(path, _wkt(4326))
 
 
+def test_paletted_image_is_read_as_colours_not_indices(tmp_path):
+    path = _write(tmp_path / "pal.tif", 32652, (500000, 0.5, 0, 4700000, 0, -0.5))
+    ds = gdal.Open(path, gdal.GA_Update)
+    band = ds.GetRasterBand(1)
+    table = gdal.ColorTable()
+    for i in range(256):                       # index 0 is white, 255 black
+        table.SetColorEntry(i, (255 - i, 255 - i, 255 - i, 255))
+    band.SetColorTable(table)
+    band.SetColorInterpretation(gdal.GCI_PaletteIndex)
+    band.WriteArray(np.repeat([[0] * 50 + [255] * 50], 100, axis=0).astype(np.uint8))
+    ds = None
+    src = RasterSource(path)
+    gray, _ = src.read(0, 0, 100, 100, 50, 50)
+    src.close()
+    assert gray[:, :25].mean() > 0.9 and gray[:, 25:].mean() < 0.1
+
+
 def test_missing_file_says_so(tmp_path):
     with pytest.raises(InputError, match="not found"):
         RasterSource(str(tmp_path / "nope.tif"))

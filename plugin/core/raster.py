@@ -2,6 +2,7 @@
 radiometric normalisation and windowed reads. GDAL and numpy only."""
 import math
 import os
+import uuid
 
 import numpy as np
 from osgeo import gdal, osr
@@ -40,12 +41,15 @@ class RasterSource:
         if self.ds is None:
             raise InputError("GDAL cannot read %s. Export the layer to GeoTIFF and try "
                              "again." % os.path.basename(path))
+        self.read_path = self._expand_palette()
         ds = self.ds
         self.width, self.height = ds.RasterXSize, ds.RasterYSize
         if self.width < 8 or self.height < 8:
             raise InputError("%s is only %d x %d pixels: too small to hold a railcar."
                              % (os.path.basename(path), self.width, self.height))
         self.gt = ds.GetGeoTransform(can_return_null=True)
+        if self.gt is not None and tuple(self.gt) == (0, 1, 0, 0, 0, 1):
+            self.gt = None       # pixel coordinates: a photo, not a map
         self.crs_wkt = crs_wkt or ds.GetProjection() or ""
         name = os.path.basename(path)
         if self.gt is None:
@@ -61,6 +65,19 @@ class RasterSource:
         self.gsd_x_m, self.gsd_y_m = self._pixel_size_m()
         self._choose_bands()
         self._stats = None
+
+    def _expand_palette(self):
+        """The path windows are read from. A paletted image (8-bit PNG, GIF,
+        some exports) holds colour indices, not brightness: it is read
+        through an in-memory VRT that turns indices into red, green, blue."""
+        band = self.ds.GetRasterBand(1)
+        if (self.ds.RasterCount != 1 or band.GetColorInterpretation() != gdal.GCI_PaletteIndex
+                or band.GetColorTable() is None):
+            return self.path
+        vrt = "/vsimem/railcar_counter/%s.vrt" % uuid.uuid4().hex
+        gdal.Translate(vrt, self.ds, format="VRT", rgbExpand="rgb")
+        self.ds = gdal.Open(vrt, gdal.GA_ReadOnly)
+        return vrt
 
     # --- geometry -------------------------------------------------------------
     def pixel_to_map(self, col, row):
@@ -165,7 +182,7 @@ class RasterSource:
         Reads through a GDAL handle of its own, closed afterwards: safe from
         worker threads, and GDAL frees the window's cached blocks, so memory
         does not grow with the raster."""
-        ds = gdal.Open(self.path, gdal.GA_ReadOnly)
+        ds = gdal.Open(self.read_path, gdal.GA_ReadOnly)
         try:
             return self._read(ds, xoff, yoff, xsize, ysize, buf_w, buf_h)
         finally:
@@ -211,7 +228,7 @@ class RasterSource:
         its own whose cached blocks are dropped after every band: a fraction
         of a full read, and memory that does not grow with the raster."""
         if self._stats is None:
-            ds = gdal.Open(self.path, gdal.GA_ReadOnly)
+            ds = gdal.Open(self.read_path, gdal.GA_ReadOnly)
             block_h = ds.GetRasterBand(self.bands[0]).GetBlockSize()[1]
             rows = max(1, min(self.height, block_h if block_h > 1 else 64))
             strips = max(1, min(STRETCH_STRIPS, self.height // rows))
@@ -247,3 +264,5 @@ class RasterSource:
 
     def close(self):
         self.ds = None
+        if self.read_path != self.path:
+            gdal.Unlink(self.read_path)
