@@ -45,6 +45,16 @@ def test_raster_without_georeferencing_is_refused_with_advice(tmp_path):
         RasterSource(path)
 
 
+def test_image_located_by_control_points_is_sent_to_warp(tmp_path):
+    path = str(tmp_path / "l1.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 100, 100, 1, gdal.GDT_Byte)
+    ds.SetGCPs([gdal.GCP(130.6 + 0.001 * i, 42.4 - 0.001 * j, 0, 100 * i, 100 * j)
+                for i in (0, 1) for j in (0, 1)], _wkt(4326))
+    ds = None
+    with pytest.raises(InputError, match="control points.*Warp"):
+        RasterSource(path)
+
+
 def _wkt(epsg):
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(epsg)

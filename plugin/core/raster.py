@@ -52,6 +52,10 @@ class RasterSource:
             self.gt = None       # pixel coordinates: a photo, not a map
         self.crs_wkt = crs_wkt or ds.GetProjection() or ""
         name = os.path.basename(path)
+        if self.gt is None and (ds.GetGCPCount() or ds.GetMetadata("RPC")):
+            raise InputError("%s is located by ground control points or RPCs, not by a "
+                             "geotransform. Warp or orthorectify it to a map first (Raster > "
+                             "Projections > Warp, or gdalwarp), then count the result." % name)
         if self.gt is None:
             raise InputError("%s has no georeferencing (no geotransform or world file). The "
                              "counter needs the pixel size in metres: georeference the image "
