@@ -29,7 +29,7 @@ CRS ?=
 OVERWRITE ?=
 CLI := PYTHONPATH=$(BUILD) $(PY) -m $(PLUGIN_NAME).plugin.cli
 
-.PHONY: setup venv link test demo count bench-accuracy bench-speed train-venv train train-verifier install uninstall zip clean
+.PHONY: setup venv link test demo count bench-accuracy bench-speed bench-robustness train-venv train train-verifier install uninstall zip clean
 
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -77,6 +77,9 @@ bench-accuracy: setup link
 
 bench-speed: setup link
 	PYTHONPATH=$(BUILD) $(PY) tests/benchmarks/bench_speed.py
+
+bench-robustness: setup link
+	PYTHONPATH=$(BUILD) $(PY) tests/benchmarks/bench_robustness.py
 
 # Retrain the railcar network on generated scenes (development only: PyTorch
 # goes into its own venv; the plugin runs the weights with numpy).

@@ -1552,10 +1552,10 @@ class _Scene:
             hcol = np.array([0.36, 0.40, 0.47, 0.30], np.float32)
             out += hz[None] * (hcol[:, None, None] - out)
         if spec.blur > 0:
-            out = _gauss_blur(out, spec.blur)
+            out = gauss_blur(out, spec.blur)
         if spec.sharpen > 0:
             # vendors sharpen (MTF compensation): bright/dark halos at edges
-            out = out + spec.sharpen * (out - _gauss_blur(out, 1.2))
+            out = out + spec.sharpen * (out - gauss_blur(out, 1.2))
         return out[:, halo:halo + h, halo:halo + w]
 
     def _draw_tracks(self, tile):
@@ -1673,7 +1673,9 @@ def _apply_shadow(img, mask, sf):
     img[:, sl[0], sl[1]] *= (1 - mask[sl][None] * (1 - sf[:, None, None]))
 
 
-def _gauss_blur(img, sigma):
+def gauss_blur(img, sigma):
+    """Gaussian blur of (C, H, W) with ``sigma`` pixels, edges repeated
+    (also used by training and the robustness benchmark)."""
     r = int(math.ceil(3 * sigma))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
     k /= k.sum()
