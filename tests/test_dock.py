@@ -11,6 +11,7 @@ import matplotlib.dates as mdates
 
 import pytest
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsGeometry,
     QgsProject,
@@ -411,6 +412,27 @@ def test_web_layers_and_missing_files_are_explained(dock, project, raster_factor
     dock.run()
     assert "no longer exists" in dock.message_label.text()
     assert dock.task is None
+
+
+def test_image_without_crs_is_explained_then_counted_with_the_crs_set(
+        dock, project, raster_factory, world_file_jpeg, qtbot):
+    path, truth = raster_factory("yard.tif", n_cars=6, tracks=1)
+    layer = add_raster(world_file_jpeg(path), "yard 2023-10-05")
+    assert not layer.crs().isValid()
+    dock.run()
+    wait_done(dock, qtbot)
+    (row,) = table(dock)
+    assert row[4] == "error"
+    assert "no CRS" in dock.message_label.text()
+    assert "Layer Properties" in dock.message_label.text()
+    # what the analyst does: Layer Properties > Source > CRS, and run again
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:%d" % truth["epsg"]))
+    dock.run()
+    wait_done(dock, qtbot)
+    (row,) = table(dock)
+    assert row[4] == "done" and int(row[3]) > 0
+    det = project.mapLayer(dock.rows[layer.id()].det_layer_id)
+    assert det.crs().authid() == "EPSG:%d" % truth["epsg"]
 
 
 def test_area_of_interest_and_map_extent_limit_the_count(dock, project, raster_factory,
