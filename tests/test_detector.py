@@ -131,3 +131,33 @@ def test_openblas_works_single_threaded_during_a_count_and_is_restored(yard):
         assert getter() == 2
     finally:
         setter(before)
+
+
+def test_second_pass_is_skipped_only_where_the_first_sees_nothing(yard):
+    """The network's second (turned) pass is left out on tiles with no heat
+    near the threshold: an empty field costs one pass; a yard gets both and
+    the same outputs as always."""
+    import numpy as np
+    from railcar_counter.plugin.core.network import RailcarNet, input_channels
+    from railcar_counter.plugin.core.raster import RasterSource
+
+    class CountingNet(RailcarNet):
+        passes = 0
+
+        def __call__(self, x, is_canceled=None):
+            CountingNet.passes += 1
+            return super().__call__(x, is_canceled)
+
+    net = CountingNet()
+    rng = np.random.default_rng(0)
+    ground = synthetic.gauss_blur(rng.standard_normal((1, 256, 256)), 6.0)[0]
+    field, _ = input_channels((0.4 + 0.1 * ground).astype(np.float32))     # a smooth field
+    net.predict(field, heat_threshold=0.16)
+    assert CountingNet.passes == 1
+    src = RasterSource(yard[0])
+    gray, _ = src.read(0, 0, 256, 256, 256, 256)
+    x, _ = input_channels(gray)
+    CountingNet.passes = 0
+    both = net.predict(x, heat_threshold=0.16)
+    assert CountingNet.passes == 2
+    assert np.array_equal(both, net.predict(x))

@@ -106,7 +106,7 @@ def verify(x, cars, verifier=None):
 def candidates(x, valid, heat_threshold, network=None, is_canceled=None):
     """Cars the network proposes in the input channels ``x``: local maxima
     of its heat map above ``heat_threshold``, scored by their heat."""
-    out = (network or default_network()).predict(x, is_canceled)
+    out = (network or default_network()).predict(x, is_canceled, heat_threshold)
     heat = 1.0 / (1.0 + np.exp(-np.clip(out[0], -30, 30)))
     s = OUTPUT_STRIDE
     heat[~valid[::s, ::s][:heat.shape[0], :heat.shape[1]]] = 0.0

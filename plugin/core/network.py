@@ -179,14 +179,21 @@ class RailcarNet:
         out = prev.reshape(-1, c) @ self.head + p["head.bias"]
         return np.ascontiguousarray(out.reshape(h, w, HEAD).transpose(2, 0, 1))
 
-    def predict(self, x, is_canceled=None):
+    def predict(self, x, is_canceled=None, heat_threshold=0.0):
         """Outputs averaged over the image as it is and turned by 180 degrees
         (a two-member ensemble for the price of two passes: fewer misses and
         fewer false cars than one pass on held-out scenes). A half turn
         leaves the axis outputs (cos 2a, sin 2a), length and width as they
-        are, so all outputs average directly."""
+        are, so all outputs average directly.
+
+        Where the first pass's heat stays below half of ``heat_threshold``
+        everywhere (fields, water, roofs: most of a large scene), the mean
+        could reach the threshold only if the second pass saw a car the
+        first one all but missed; the second pass is skipped there."""
         c, h, w = x.shape
         plain = self(x, is_canceled)
+        if heat_threshold > 0 and plain[0].max() < _logit(heat_threshold / 2):
+            return plain
         # pad to sizes of 4k+1 so the turned image keeps the 4-pixel grid
         # (turned pixel i is pixel size-1-i) and output pixel j stays on 2j
         hp, wp = h + (1 - h) % 4, w + (1 - w) % 4
@@ -196,6 +203,10 @@ class RailcarNet:
         plain += turned[:, :plain.shape[1], :plain.shape[2]]
         plain *= 0.5
         return plain
+
+
+def _logit(p):
+    return float(np.log(p / (1.0 - p)))
 
 
 _cached = None
