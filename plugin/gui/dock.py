@@ -27,7 +27,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.gui import QgsDockWidget
-from qgis.PyQt.QtCore import QDate, QDateTime, QSize, QTime, Qt, QTimer
+from qgis.PyQt.QtCore import QDate, QDateTime, QSize, QTime, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -135,9 +135,20 @@ def count_freight(layer):
 
 
 class RailcarCounterDock(QgsDockWidget):
+    # Asks for a recount after an edit; queued, so a layer signal sent from
+    # any thread lands in the dock's own thread and event loop.
+    recountRequested = pyqtSignal()
+
     def __init__(self, iface, parent=None):
         super().__init__(parent)
         self.iface = iface
+        # Several signals fire per edit: one recount once they settle.
+        self._recount_timer = QTimer(self)
+        self._recount_timer.setSingleShot(True)
+        self._recount_timer.setInterval(0)
+        self._recount_timer.timeout.connect(self.recount)
+        self.recountRequested.connect(self._recount_timer.start,
+                                      Qt.ConnectionType.QueuedConnection)
         self.setObjectName("RailcarCounterDock")   # QGIS remembers its place by this
         self.setWindowTitle("Railcar Counter")
         self.project = QgsProject.instance()
@@ -1180,14 +1191,10 @@ class RailcarCounterDock(QgsDockWidget):
             sig.connect(self._schedule_recount)
 
     def _schedule_recount(self, *args):
-        # Several signals fire per edit: recount once, after they settle.
-        if not getattr(self, "_recount_pending", False):
-            self._recount_pending = True
-            QTimer.singleShot(0, self.recount)
+        self.recountRequested.emit()
 
     def recount(self):
         """Counts from the detection layers as they are now (edits included)."""
-        self._recount_pending = False
         changed = False
         for row in self.rows.values():
             layer = self._det_layer(row)
