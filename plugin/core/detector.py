@@ -178,9 +178,7 @@ class _Geo:
 
     def __init__(self, src):
         self.src = src
-        srs = osr.SpatialReference()
-        srs.ImportFromWkt(src.crs_wkt)
-        self.geographic = bool(srs.IsGeographic())
+        self.geographic = bool(src.srs.IsGeographic())
         if self.geographic:
             lat = src.pixel_to_map(src.width / 2, src.height / 2)[1]
             self.m_lat, self.m_lon = _metres_per_degree(lat)

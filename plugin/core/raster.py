@@ -2,7 +2,6 @@
 radiometric normalisation and windowed reads. GDAL and numpy only."""
 import math
 import os
-import uuid
 
 import numpy as np
 from osgeo import gdal, osr
@@ -65,23 +64,25 @@ class RasterSource:
                              "unknown. Set the layer's CRS (Layer Properties > Source) or, on "
                              "the command line, give --crs (make count ... CRS=EPSG:32652)."
                              % name)
+        self.srs = self._parse_crs()
         self._check_crs_fits()
         self.gsd_x_m, self.gsd_y_m = self._pixel_size_m()
         self._choose_bands()
         self._stats = None
 
     def _expand_palette(self):
-        """The path windows are read from. A paletted image (8-bit PNG, GIF,
+        """What windows are read from (a path). A paletted image (8-bit PNG, GIF,
         some exports) holds colour indices, not brightness: it is read
         through an in-memory VRT that turns indices into red, green, blue."""
         band = self.ds.GetRasterBand(1)
         if (self.ds.RasterCount != 1 or band.GetColorInterpretation() != gdal.GCI_PaletteIndex
                 or band.GetColorTable() is None):
             return self.path
-        vrt = "/vsimem/railcar_counter/%s.vrt" % uuid.uuid4().hex
-        gdal.Translate(vrt, self.ds, format="VRT", rgbExpand="rgb")
-        self.ds = gdal.Open(vrt, gdal.GA_ReadOnly)
-        return vrt
+        # GDAL opens a VRT from its XML text: no file to write or clean up
+        vrt = gdal.Translate("", self.ds, format="VRT", rgbExpand="rgb")
+        xml = vrt.GetMetadata("xml:VRT")[0]
+        self.ds = gdal.Open(xml, gdal.GA_ReadOnly)
+        return xml
 
     # --- geometry -------------------------------------------------------------
     def pixel_to_map(self, col, row):
@@ -94,10 +95,8 @@ class RasterSource:
         dx, dy = x - g[0], y - g[3]
         return (g[5] * dx - g[2] * dy) / det, (-g[4] * dx + g[1] * dy) / det
 
-    def _check_crs_fits(self):
-        """Degrees must lie within -180..360 / -90..90: a CRS given to a
-        layer by mistake (WGS 84 on UTM coordinates) would otherwise turn
-        metres into degrees and every car into a giant."""
+    def _parse_crs(self):
+        """The CRS as an osr object, x = easting / longitude."""
         srs = osr.SpatialReference()
         try:
             unreadable = srs.ImportFromWkt(self.crs_wkt) != 0
@@ -107,7 +106,14 @@ class RasterSource:
             raise InputError("The CRS of %s cannot be read. Set the layer's CRS (Layer "
                              "Properties > Source) and try again."
                              % os.path.basename(self.path))
-        if not srs.IsGeographic():
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        return srs
+
+    def _check_crs_fits(self):
+        """Degrees must lie within -180..360 / -90..90: a CRS given to a
+        layer by mistake (WGS 84 on UTM coordinates) would otherwise turn
+        metres into degrees and every car into a giant."""
+        if not self.srs.IsGeographic():
             return
         corners = [self.pixel_to_map(c, r) for c in (0, self.width) for r in (0, self.height)]
         lon, lat = zip(*corners)
@@ -116,14 +122,12 @@ class RasterSource:
                              "but its CRS (%s) is geographic. Set the layer's CRS to the one "
                              "its coordinates are in (for example a UTM zone) and try again."
                              % (os.path.basename(self.path), corners[0][0], corners[0][1],
-                                srs.GetName() or "geographic"))
+                                self.srs.GetName() or "geographic"))
 
     def _pixel_size_m(self):
         """Ground size of one pixel along columns and rows, in metres, measured
         at the raster's centre so that Web Mercator, feet and degrees all work."""
-        srs = osr.SpatialReference()
-        srs.ImportFromWkt(self.crs_wkt)
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        srs = self.srs
         c, r = self.width / 2.0, self.height / 2.0
         pts = [self.pixel_to_map(c, r), self.pixel_to_map(c + 1, r), self.pixel_to_map(c, r + 1)]
         try:
@@ -268,5 +272,3 @@ class RasterSource:
 
     def close(self):
         self.ds = None
-        if self.read_path != self.path:
-            gdal.Unlink(self.read_path)
