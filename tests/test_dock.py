@@ -469,3 +469,20 @@ def test_the_same_error_on_many_images_is_said_once():
                                   ("d", "Disk full."), ("e", "Bad band.")])
     assert text == ("5 images could not be counted. a, b, c and 1 more: Disk full. "
                     "e: Bad band.")
+
+
+def test_soft_image_row_says_it_was_sharpened(dock, project, tmp_path, qtbot):
+    from test_detector import YARD
+    from test_sharpness import _softened_copy
+    path, _ = synthetic.cached_scene(YARD, str(tmp_path))
+    sharp = add_raster(path, "yard 2022-06-01")
+    soft = add_raster(_softened_copy(path, str(tmp_path / "soft.tif"), 1.3), "yard 2023-10-05")
+    dock.run()
+    wait_done(dock, qtbot)
+    rows = {r[1]: r for r in table(dock)}
+    assert rows["yard 2022-06-01"][4] == "done"
+    assert rows["yard 2023-10-05"][4] == "done, sharpened"
+    assert int(rows["yard 2023-10-05"][3]) > 0
+    i = [r[1] for r in table(dock)].index("yard 2023-10-05")
+    assert "softer than its pixel size" in dock.table.item(i, 4).toolTip()
+    assert dock.rows[sharp.id()].note == "" and dock.rows[soft.id()].note

@@ -6,7 +6,8 @@ network's 0.5 m pixels (area average from finer imagery, bilinear from
 coarser), so memory stays bounded and one setting works from 0.1 m aerial
 photos to 1 m satellite products. Each window carries a margin wider
 than the longest car; a car belongs to the window whose core holds its
-centre, and a last pass removes the few found twice near a seam.
+centre, and a last pass removes the few found twice near a seam. Imagery
+softer than its pixel size is sharpened first (sharpness.py).
 """
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from .errors import Canceled, InputError
 from .imaging import box_along_x, box_along_y
 from .network import INPUT_GSD, grid_step, reach_m
 from .raster import RasterSource, _metres_per_degree
+from . import sharpness
 
 TILE_M = 260.0            # core of a window, metres (memory per worker ~ its square)
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
@@ -55,6 +57,8 @@ class CountResult:
     crs_wkt: str
     date: str
     source: str
+    blur_px: float = None     # blur of the image's edges, native pixels (None: too few edges)
+    sharpened: float = 0.0    # unsharp amount applied before counting (0: none)
 
     @property
     def count(self):
@@ -64,6 +68,14 @@ class CountResult:
     @property
     def locomotives(self):
         return sum(1 for d in self.detections if not d.is_freight())
+
+    @property
+    def sharpening_note(self):
+        """One line for the log when the image was sharpened, else ''."""
+        if not self.sharpened:
+            return ""
+        return ("The image is softer than its pixel size (edges spread over %.2f px): it was "
+                "sharpened before counting (amount %.2f)." % (self.blur_px, self.sharpened))
 
 
 def _load_geometries(wkts, kind):
@@ -261,12 +273,17 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     local = threading.local()
 
     src.stretch()                                      # once, before the workers read
+    blur_px = sharpness.edge_blur_px(
+        [src.read(x, y, w, h, w, h)[0] for x, y, w, h in
+         sharpness.patch_windows(bounds or (0, 0, src.width, src.height))])
+    sigma, amount = sharpness.sharpening(blur_px, src.gsd_m, work)
 
     def run(win):
         # OGR layers are not shared between threads: one per worker
         if tracks and not hasattr(local, "tracks"):
             local.tracks = _tracks_layer(src, tracks)
         gray, _ = src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
+        gray = sharpness.unsharp(gray, sigma, amount)
         mask = _track_mask(src, win, local.tracks[1], work) if tracks else None
         if mask is not None and not mask.any():
             return win, []
@@ -314,4 +331,5 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         d.date, d.source = date, source
     crs = src.crs_wkt
     src.close()
-    return CountResult(detections=dets, gsd_m=src.gsd_m, crs_wkt=crs, date=date, source=source)
+    return CountResult(detections=dets, gsd_m=src.gsd_m, crs_wkt=crs, date=date, source=source,
+                       blur_px=blur_px, sharpened=amount)

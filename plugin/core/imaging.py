@@ -1,4 +1,6 @@
-"""Box filters in numpy (no scipy in QGIS installers)."""
+"""Box and Gaussian filters in numpy (no scipy in QGIS installers)."""
+import math
+
 import numpy as np
 
 
@@ -32,3 +34,21 @@ def box_along_y(a, n):
     hi = np.clip(hi, 0, h)
     out = (c[hi, :] - c[lo, :]) / (hi - lo)[:, None]
     return out.astype(np.float32)
+
+
+def gauss_blur(img, sigma):
+    """Gaussian blur over the last two axes (H, W) with ``sigma`` pixels,
+    edges repeated; leading axes (bands) are blurred each on its own."""
+    r = int(math.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
+    k /= k.sum()
+    lead = ((0, 0),) * (img.ndim - 2)
+    out = np.zeros_like(img)
+    pad = np.pad(img, lead + ((0, 0), (r, r)), mode="edge")
+    for i, kv in enumerate(k):
+        out += kv * pad[..., :, i:i + img.shape[-1]]
+    pad = np.pad(out, lead + ((r, r), (0, 0)), mode="edge")
+    out2 = np.zeros_like(img)
+    for i, kv in enumerate(k):
+        out2 += kv * pad[..., i:i + img.shape[-2], :]
+    return out2

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal, osr
 
+from .imaging import gauss_blur
+
 
 GENERATOR_VERSION = 10          # bump when output changes (benchmark cache key)
 
@@ -1671,23 +1673,6 @@ def _apply_shadow(img, mask, sf):
     cols = np.flatnonzero(mask.any(axis=0))
     sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     img[:, sl[0], sl[1]] *= (1 - mask[sl][None] * (1 - sf[:, None, None]))
-
-
-def gauss_blur(img, sigma):
-    """Gaussian blur of (C, H, W) with ``sigma`` pixels, edges repeated
-    (also used by training and the robustness benchmark)."""
-    r = int(math.ceil(3 * sigma))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
-    k /= k.sum()
-    out = np.zeros_like(img)
-    pad = np.pad(img, ((0, 0), (0, 0), (r, r)), mode="edge")
-    for i, kv in enumerate(k):
-        out += kv * pad[:, :, i:i + img.shape[2]]
-    pad = np.pad(out, ((0, 0), (r, r), (0, 0)), mode="edge")
-    out2 = np.zeros_like(img)
-    for i, kv in enumerate(k):
-        out2 += kv * pad[:, i:i + img.shape[1], :]
-    return out2
 
 
 # --------------------------------------------------------------------------- products

@@ -90,7 +90,7 @@ class RowState:
     """What the dock knows about one raster layer of the project."""
 
     def __init__(self, layer_id, include=True, date="", date_from="", count=None,
-                 status="", det_layer_id="", error=""):
+                 status="", det_layer_id="", error="", note=""):
         self.layer_id = layer_id
         self.include = include
         self.date = date
@@ -99,10 +99,11 @@ class RowState:
         self.status = status
         self.det_layer_id = det_layer_id
         self.error = error
+        self.note = note                # how the image was counted (e.g. sharpened)
 
     def to_dict(self):
         return {k: getattr(self, k) for k in ("include", "date", "date_from", "count",
-                                              "status", "det_layer_id", "error")}
+                                              "status", "det_layer_id", "error", "note")}
 
     @classmethod
     def from_dict(cls, layer_id, d):
@@ -614,7 +615,7 @@ class RailcarCounterDock(QgsDockWidget):
                                                         % locos if locos > 0 else ""))
                 status_item = QTableWidgetItem(row.status or ("" if row.date else NO_DATE))
                 status_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                status_item.setToolTip(row.error or row.status)
+                status_item.setToolTip(row.error or row.note or row.status)
                 if row.error:
                     status_item.setForeground(Qt.GlobalColor.darkRed)
                 for col, item in enumerate((inc, name_item, date_item, count_item, status_item)):
@@ -946,7 +947,7 @@ class RailcarCounterDock(QgsDockWidget):
                 return None
         for job in params.jobs:
             row = self.rows[job.layer_id]
-            row.status, row.error = "waiting", ""
+            row.status, row.error, row.note = "waiting", "", ""
         self.refresh()
         task = CountTask(params, self._task_finished)
         task.layerStarted.connect(self._on_layer_started)
@@ -1151,8 +1152,9 @@ class RailcarCounterDock(QgsDockWidget):
         group.insertLayer(self._date_position(group, row.date, layer.id()), layer)
         row.det_layer_id = layer.id()
         row.count = count_freight(layer)
-        row.status = "done"
+        row.status = "done, sharpened" if result.sharpened else "done"
         row.error = ""
+        row.note = result.sharpening_note
         self._watch_detection_layer(layer, row.layer_id)
         return layer
 

@@ -204,6 +204,8 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
                 det.source = source
             sink.addFeature(detection_feature(det, fields), QgsFeatureSink.FastInsert)
 
+        if result.sharpening_note:
+            feedback.pushInfo(result.sharpening_note)
         feedback.pushInfo("%d railcars (%d locomotives), pixel size %.2f m"
                           % (result.count, result.locomotives, result.gsd_m or 0.0))
         if context.willLoadLayerOnCompletion(dest_id):

@@ -221,6 +221,8 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                     is_canceled=feedback.isCanceled)
                 for d in res.detections:
                     d.date, d.source = date, source
+                if res.sharpening_note:
+                    feedback.pushInfo("    " + res.sharpening_note)
                 feedback.pushInfo("    %d railcars (%d locomotives)" % (res.count,
                                                                         res.locomotives))
                 results.append((date, layer, source, res))
