@@ -8,7 +8,7 @@ from osgeo import gdal, osr
 
 from railcar_counter.plugin.core.errors import InputError
 from railcar_counter.plugin.core.network import conv
-from railcar_counter.plugin.core.raster import RasterSource
+from railcar_counter.plugin.core.raster import TONE_MEDIAN_RANGE, RasterSource, tone_gamma
 
 
 def _write(path, epsg, gt, width=100, height=100, bands=1, dtype=gdal.GDT_Byte, nodata=None):
@@ -110,6 +110,35 @@ def test_four_band_uint16_uses_visible_bands_and_masks_nodata(tmp_path):
     assert not valid[:10].any() and valid[10:].all()
     assert np.isnan(gray[:10]).all()
     assert 0.0 <= np.nanpercentile(gray, 50) <= 1.0
+
+
+def test_dark_products_are_brought_to_the_tones_the_network_knows(tmp_path):
+    """A linear 11-bit product (most pixels dark, a few bright roofs) is
+    brightened until its median is where the training scenes' medians
+    are; a product that is already there is read as it is."""
+    rng = np.random.default_rng(1)
+    linear = rng.gamma(2.0, 60.0, (200, 200))          # long bright tail
+    linear[:20, :20] = 2047
+    normal = rng.uniform(0, 255, (200, 200))
+    medians = {}
+    for name, a, dtype in (("linear", linear, gdal.GDT_UInt16), ("normal", normal, gdal.GDT_Byte)):
+        path = str(tmp_path / (name + ".tif"))
+        ds = gdal.GetDriverByName("GTiff").Create(path, 200, 200, 1, dtype)
+        ds.SetGeoTransform((500000, 0.5, 0, 4700000, 0, -0.5))
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(32652)
+        ds.SetProjection(srs.ExportToWkt())
+        ds.GetRasterBand(1).WriteArray(a)
+        ds = None
+        src = RasterSource(path)
+        gray, _ = src.read(0, 0, 200, 200, 200, 200)
+        medians[name] = (float(np.median(gray)), src.stretch()[2])
+    lo, hi = TONE_MEDIAN_RANGE
+    assert medians["normal"][1] == 1.0
+    assert medians["linear"][1] < 1.0
+    assert medians["linear"][0] == pytest.approx(lo, abs=0.03)
+    assert tone_gamma(0.1) < tone_gamma(0.2) < 1.0 == tone_gamma(0.4) == tone_gamma(0.7)
+    assert tone_gamma(0.9) > 1.0 and tone_gamma(0.001) == 0.5
 
 
 def _naive_conv(x, w, b, stride, dil):
