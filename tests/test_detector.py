@@ -1,6 +1,8 @@
 """count_railcars end to end on generated scenes (no QGIS): accuracy on a
 small realistic yard, look-alikes, area of interest, known tracks, window
 seams, progress and Cancel."""
+import math
+
 import pytest
 from shapely.geometry import LineString, Point
 
@@ -87,6 +89,13 @@ def test_known_tracks_restrict_detection_to_them(yard):
     result = count_railcars(path, CountOptions(tracks_wkt=[line.wkt]))
     assert len(one_train) // 2 <= len(result.detections) <= len(one_train) + 2
     assert all(line.distance(Point(d.cx, d.cy)) <= 1.5 for d in result.detections)
+    # the same track traced 1.7 m off (OpenStreetMap against this image):
+    # the same cars, none from the next track (4.5-5 m away)
+    norm = math.hypot(dx, dy)
+    off = LineString([(x + 1.7 * dy / norm, y - 1.7 * dx / norm) for x, y in line.coords])
+    shifted = count_railcars(path, CountOptions(tracks_wkt=[off.wkt]))
+    assert abs(len(shifted.detections) - len(result.detections)) <= 1
+    assert all(line.distance(Point(d.cx, d.cy)) <= 1.5 for d in shifted.detections)
 
 
 def test_window_seams_do_not_change_the_count(yard, monkeypatch):

@@ -37,6 +37,10 @@ TILE_M = 260.0            # core of a window, metres (memory per worker ~ its sq
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 WORKERS = 2               # the machines analysts use have at least two cores
+# A car counts on a known track when its centre lies this close to the line:
+# tracks traced on other imagery (OpenStreetMap) are often off by a metre or
+# two, and the next track's centre line is at least 4 m away.
+TRACK_TOLERANCE_M = 2.0
 
 
 @dataclass
@@ -157,8 +161,8 @@ def _window_box(src, win):
 
 
 def _track_mask(src, win, tracks_ogr, work):
-    """Known tracks burnt into the window's working grid, widened to the
-    half-width of a car so that bodies centred on them pass."""
+    """Known tracks burnt into the window's working grid, widened by
+    TRACK_TOLERANCE_M so that cars centred near them pass."""
     drv = gdal.GetDriverByName("MEM")
     ds = drv.Create("", win.buf_w, win.buf_h, 1, gdal.GDT_Byte)
     g = src.gt
@@ -167,7 +171,7 @@ def _track_mask(src, win, tracks_ogr, work):
     ds.SetProjection(src.crs_wkt)
     gdal.RasterizeLayer(ds, [1], tracks_ogr, burn_values=[1], options=["ALL_TOUCHED=TRUE"])
     m = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
-    n = max(1, int(round(2 * 1.2 / work))) | 1
+    n = max(1, int(round(2 * TRACK_TOLERANCE_M / work))) | 1
     return box_along_y(box_along_x(m, n), n) > 0.01
 
 
