@@ -70,6 +70,14 @@ def wait_done(d, qtbot, timeout=120000):
     qtbot.waitUntil(lambda: d.task is None, timeout=timeout)
 
 
+def start_editing(layer, qtbot):
+    """What the analyst's edit button does. QGIS reopens the GeoPackage for
+    editing; while the map draws it, a read can come back empty for a
+    moment (the dock reads again, and so do we)."""
+    assert layer.startEditing()
+    qtbot.waitUntil(lambda: dock_mod.count_freight(layer) is not None, timeout=10000)
+
+
 @pytest.fixture()
 def site(raster_factory):
     """Three dated images of a yard with 6, 8 and 12 cars per track."""
@@ -204,7 +212,7 @@ def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, 
     row = dock.rows[[lid for lid, r in dock.rows.items() if r.date == "2023-10-05"][0]]
     det = project.mapLayer(row.det_layer_id)
     before = row.count
-    det.startEditing()
+    start_editing(det, qtbot)
     # a false freight car (deleting a locomotive would not change the count)
     fid = next(f.id() for f in det.getFeatures() if f["type"] != "locomotive")
     det.deleteFeature(fid)
@@ -221,7 +229,7 @@ def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, 
     qtbot.waitUntil(lambda: row.count == before, timeout=10000)
     assert det.commitChanges()
     f = QgsFeature(det.fields())
-    det.startEditing()
+    start_editing(det, qtbot)
     det.addFeature(f)
     det.commitChanges()
     qtbot.waitUntil(lambda: row.count == before + 1, timeout=10000)
@@ -356,7 +364,7 @@ def test_project_save_and_reload_restores_the_panel(dock, project, site, qtbot, 
     det = project.mapLayer(row.det_layer_id)
     assert det is not None and det.isValid()
     n = row.count
-    det.startEditing()
+    start_editing(det, qtbot)
     det.deleteFeature(next(det.getFeatures()).id())
     qtbot.waitUntil(lambda: row.count == n - 1, timeout=10000)
     det.rollBack()
@@ -372,7 +380,7 @@ def test_run_again_counts_new_images_and_keeps_edits(dock, project, site, raster
     # The analyst deletes a false car, then adds the newest image and runs.
     row = next(r for r in dock.rows.values() if r.date == "2022-06-01")
     det = project.mapLayer(row.det_layer_id)
-    det.startEditing()
+    start_editing(det, qtbot)
     det.deleteFeature(next(det.getFeatures()).id())
     det.commitChanges()
     qtbot.waitUntil(lambda: row.status == "edited", timeout=10000)

@@ -125,14 +125,18 @@ def day_range(iso):
 
 def count_freight(layer):
     """Freight cars on a detection layer as it is now (edit buffer included):
-    everything but locomotives; a drawn car with no type counts as a car."""
+    everything but locomotives; a drawn car with no type counts as a car.
+    None when the layer could not be read whole: a GeoPackage that QGIS is
+    reopening for editing while the map draws it reads as empty for a moment."""
     idx = layer.fields().indexOf("type")
-    n = 0
+    n = total = 0
     for f in layer.getFeatures():
+        total += 1
         value = f.attributes()[idx] if idx >= 0 else None
         if value is None or str(value).strip().lower() != "locomotive":
             n += 1
-    return n
+    expected = layer.featureCount()
+    return None if 0 <= total < expected else n
 
 
 class RailcarCounterDock(QgsDockWidget):
@@ -150,6 +154,12 @@ class RailcarCounterDock(QgsDockWidget):
         self._recount_timer.timeout.connect(self.recount)
         self.recountRequested.connect(self._recount_timer.start,
                                       Qt.ConnectionType.QueuedConnection)
+        # A layer that could not be read is read again a little later.
+        self._reread_timer = QTimer(self)
+        self._reread_timer.setSingleShot(True)
+        self._reread_timer.setInterval(300)
+        self._reread_timer.timeout.connect(self.recount)
+        self._rereads = 0
         self.setObjectName("RailcarCounterDock")   # QGIS remembers its place by this
         self.setWindowTitle("Railcar Counter")
         self.project = QgsProject.instance()
@@ -1151,7 +1161,8 @@ class RailcarCounterDock(QgsDockWidget):
         group = self._site_group(site)
         group.insertLayer(self._date_position(group, row.date, layer.id()), layer)
         row.det_layer_id = layer.id()
-        row.count = count_freight(layer)
+        n = count_freight(layer)
+        row.count = n if n is not None else result.count
         row.status = "done, sharpened" if result.sharpened else "done"
         row.error = ""
         row.note = result.sharpening_note
@@ -1197,15 +1208,20 @@ class RailcarCounterDock(QgsDockWidget):
 
     def recount(self):
         """Counts from the detection layers as they are now (edits included)."""
-        changed = False
+        changed = unread = False
         for row in self.rows.values():
             layer = self._det_layer(row)
             if layer is not None:
                 n = count_freight(layer)
-                if n != row.count:
+                if n is None:
+                    unread = True
+                elif n != row.count:
                     row.count = n
                     row.status = "edited"
                     changed = True
+        self._rereads = self._rereads + 1 if unread else 0
+        if unread and self._rereads <= 20:
+            self._reread_timer.start()
         if changed:
             self.refresh()
 
@@ -1477,7 +1493,9 @@ class RailcarCounterDock(QgsDockWidget):
                     det = self._det_layer(self.rows[lid])
                     if det is not None:
                         self._watch_detection_layer(det, lid)
-                        self.rows[lid].count = count_freight(det)
+                        n = count_freight(det)
+                        if n is not None:
+                            self.rows[lid].count = n
                     elif self.rows[lid].det_layer_id:
                         self.rows[lid].det_layer_id = ""
                         self.rows[lid].count = None
