@@ -268,6 +268,9 @@ def run_count(args):
             params["SENSITIVITY"] = args.sensitivity
         results = run_algorithm("railcarcounter:countrailcars", params, feedback)
     count, locos = int(results["COUNT"]), int(results["LOCOMOTIVES"])
+    if results.get("SHARPENED") and not args.quiet:
+        print("Note: %s is softer than its pixel size; it was sharpened before counting."
+              % os.path.basename(raster), file=sys.stderr)
     print("%d railcars (%d locomotives) in %s" % (count, locos, os.path.basename(raster)))
     print(os.path.abspath(args.output))
     return 0

@@ -156,3 +156,17 @@ def test_help_lists_subcommands():
     assert "count" in done.stdout
     missing = cli()
     assert missing.returncode == 2 and "COMMAND" in missing.stderr
+
+
+def test_count_notes_a_sharpened_image_on_stderr(tmp_path):
+    from railcar_counter.plugin.core import synthetic
+    from test_detector import YARD
+    from test_sharpness import _softened_copy
+    path, _ = synthetic.cached_scene(YARD, str(tmp_path))
+    soft = _softened_copy(path, str(tmp_path / "soft.tif"), 1.3)
+    done = cli("count", "--input", soft, "--output", tmp_path / "cars.gpkg")
+    assert done.returncode == 0, done.stderr
+    assert "soft.tif is softer than its pixel size" in done.stderr
+    assert done.stdout.strip().splitlines()[0].endswith("locomotives) in soft.tif")
+    sharp = cli("count", "--input", path, "--output", tmp_path / "cars2.gpkg")
+    assert sharp.returncode == 0 and "softer" not in sharp.stderr

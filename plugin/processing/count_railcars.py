@@ -86,6 +86,7 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
     OUTPUT = "OUTPUT"
     COUNT = "COUNT"
     LOCOMOTIVES = "LOCOMOTIVES"
+    SHARPENED = "SHARPENED"
 
     def createInstance(self):  # noqa: N802
         return CountRailcarsAlgorithm()
@@ -122,7 +123,9 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             "the layer or file name (2023-10-05, 20231005, 2023_10_05 ...) or the "
             "raster's metadata (TIFFTAG_DATETIME and similar).\n\n"
             "COUNT is the number of freight cars; locomotives are drawn with "
-            "their own type and reported apart (LOCOMOTIVES)."
+            "their own type and reported apart (LOCOMOTIVES). SHARPENED is above 0 "
+            "when the image was softer than its pixel size and was sharpened "
+            "before counting (the log says by how much)."
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -146,6 +149,8 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             self.OUTPUT, "Railcars", QgsProcessing.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Number of freight cars"))
         self.addOutput(QgsProcessingOutputNumber(self.LOCOMOTIVES, "Number of locomotives"))
+        self.addOutput(QgsProcessingOutputNumber(
+            self.SHARPENED, "Sharpening applied to a soft image (0 = none)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -214,4 +219,4 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             if date:
                 details.name = "Railcars %s" % date
         return {self.OUTPUT: dest_id, self.COUNT: result.count,
-                self.LOCOMOTIVES: result.locomotives}
+                self.LOCOMOTIVES: result.locomotives, self.SHARPENED: result.sharpened}
