@@ -249,6 +249,24 @@ def world_file_jpeg(tmp_path):
     return make
 
 
+@pytest.fixture
+def soft_yard(tmp_path):
+    """(sharp, soft, truth): the test yard of test_detector.py as generated
+    and a copy blurred by 1.3 px, as soft as a product sold at a finer pixel
+    size than its optics resolve; soft is named soft.tif."""
+    from railcar_counter.plugin.core import imaging, synthetic
+    from test_detector import YARD
+    path, truth = synthetic.cached_scene(YARD, str(tmp_path))
+    soft = str(tmp_path / "soft.tif")
+    src = gdal.Open(path)
+    dst = gdal.GetDriverByName("GTiff").CreateCopy(soft, src)
+    for b in range(1, src.RasterCount + 1):
+        a = src.GetRasterBand(b).ReadAsArray().astype(np.float32)
+        dst.GetRasterBand(b).WriteArray(np.clip(np.rint(imaging.gauss_blur(a, 1.3)), 0, 255))
+    dst = None
+    return path, soft, truth
+
+
 def write_vector(path, wkts, epsg, geom_type=ogr.wkbPolygon, layer_name=None):
     """Write geometries (WKT) to a GeoPackage or shapefile; returns path."""
     driver = "ESRI Shapefile" if str(path).endswith(".shp") else "GPKG"

@@ -158,12 +158,8 @@ def test_help_lists_subcommands():
     assert missing.returncode == 2 and "COMMAND" in missing.stderr
 
 
-def test_count_notes_a_sharpened_image_on_stderr(tmp_path):
-    from railcar_counter.plugin.core import synthetic
-    from test_detector import YARD
-    from test_sharpness import _softened_copy
-    path, _ = synthetic.cached_scene(YARD, str(tmp_path))
-    soft = _softened_copy(path, str(tmp_path / "soft.tif"), 1.3)
+def test_count_notes_a_sharpened_image_on_stderr(soft_yard, tmp_path):
+    path, soft, _ = soft_yard
     done = cli("count", "--input", soft, "--output", tmp_path / "cars.gpkg")
     assert done.returncode == 0, done.stderr
     assert "soft.tif is softer than its pixel size" in done.stderr

@@ -159,7 +159,7 @@ def test_second_pass_is_skipped_only_where_the_first_sees_nothing(yard):
 
     net = CountingNet()
     rng = np.random.default_rng(0)
-    ground = imaging.gauss_blur(rng.standard_normal((1, 256, 256)), 6.0)[0]
+    ground = imaging.gauss_blur(rng.standard_normal((256, 256)), 6.0)
     field, _ = input_channels((0.4 + 0.1 * ground).astype(np.float32))     # a smooth field
     net.predict(field, heat_threshold=0.16)
     assert CountingNet.passes == 1

@@ -479,12 +479,10 @@ def test_the_same_error_on_many_images_is_said_once():
                     "e: Bad band.")
 
 
-def test_soft_image_row_says_it_was_sharpened(dock, project, tmp_path, qtbot):
-    from test_detector import YARD
-    from test_sharpness import _softened_copy
-    path, _ = synthetic.cached_scene(YARD, str(tmp_path))
+def test_soft_image_row_says_it_was_sharpened(dock, project, soft_yard, qtbot):
+    path, soft_path, _ = soft_yard
     sharp = add_raster(path, "yard 2022-06-01")
-    soft = add_raster(_softened_copy(path, str(tmp_path / "soft.tif"), 1.3), "yard 2023-10-05")
+    soft = add_raster(soft_path, "yard 2023-10-05")
     dock.run()
     wait_done(dock, qtbot)
     rows = {r[1]: r for r in table(dock)}

@@ -315,13 +315,11 @@ def test_empty_area_of_interest_is_explained(processing_ready, raster_factory, v
         run_count({"INPUT": path, "AOI": aoi, "OUTPUT": str(tmp_path / "x.gpkg")})
 
 
-def test_log_and_output_say_when_a_soft_image_was_sharpened(processing_ready, tmp_path):
-    from railcar_counter.plugin.core import synthetic
-    from test_detector import YARD
-    from test_sharpness import _softened_copy
-    path, _ = synthetic.cached_scene(YARD, str(tmp_path))
+def test_log_and_output_say_when_a_soft_image_was_sharpened(processing_ready, soft_yard,
+                                                             tmp_path):
+    path, soft, _ = soft_yard
     logs, amounts = {}, {}
-    for name, image in (("sharp", path), ("soft", _softened_copy(path, str(tmp_path / "s.tif"), 1.3))):
+    for name, image in (("sharp", path), ("soft", soft)):
         feedback = QgsProcessingFeedback()
         results = run_count({"INPUT": image, "OUTPUT": str(tmp_path / (name + ".gpkg"))}, feedback)
         logs[name], amounts[name] = feedback.textLog(), results["SHARPENED"]

@@ -61,7 +61,7 @@ class CountResult:
     crs_wkt: str
     date: str
     source: str
-    blur_px: float = None     # blur of the image's edges, native pixels (None: too few edges)
+    blur_px: float = None     # spread of the image's edges, native pixels (None: not measured)
     sharpened: float = 0.0    # unsharp amount applied before counting (0: none)
 
     @property

@@ -38,13 +38,21 @@ def _gradient(a):
     return np.hypot(gx, gy)
 
 
+def _filled(gray, invalid):
+    """float32 brightness with no-data pixels set to the median of the
+    others: filters need numbers everywhere."""
+    if not invalid.any():
+        return gray.astype(np.float32, copy=False)
+    return np.where(invalid, np.nanmedian(gray), gray).astype(np.float32)
+
+
 def _edge_samples(gray):
     """(gradient, gradient after re-blurring) at the gradient's local maxima
     of a patch, and all its gradient values (for the global cut-off)."""
     valid = np.isfinite(gray)
     if valid.mean() < 0.5 or min(gray.shape) < 16:
         return None
-    g = np.where(valid, gray, np.nanmedian(gray)).astype(np.float32)
+    g = _filled(gray, ~valid)
     m0 = _gradient(g)
     m1 = _gradient(gauss_blur(g, REBLUR_PX))
     # away from the patch border and from nodata, whose filled values make edges
@@ -119,10 +127,11 @@ def sharpening(blur_px, gsd_m, work_gsd_m):
 def unsharp(gray, sigma, amount):
     """``gray + amount * (gray - blurred gray)``; NaN (no data) stays NaN."""
     if amount <= 0:
-        return gray
+        return gray                       # most images: no work on the hot path
     nan = ~np.isfinite(gray)
-    g = np.where(nan, np.nanmedian(gray), gray).astype(np.float32) if nan.any() \
-        else gray.astype(np.float32)
+    if nan.all():
+        return gray
+    g = _filled(gray, nan)
     out = g + np.float32(amount) * (g - gauss_blur(g, sigma))
     out[nan] = np.nan
     return out

@@ -49,7 +49,7 @@ CHANGES = {
     "uneven light": ("a brightness ramp (mosaic, vignetting)",
                      lambda a, rng: a * np.linspace(0.55, 1.0, a.shape[1])[None, :]),
     "sharpened": ("over-sharpened pansharpened product",
-                  lambda a, rng: a + 1.2 * (a - imaging.gauss_blur(a[None], 1.2)[0])),
+                  lambda a, rng: a + 1.2 * (a - imaging.gauss_blur(a, 1.2))),
     "softer x1.6": ("optics softer than the pixel size", lambda a, rng: _softer(a, 1.6)),
     "noise 4 %": ("noisier sensor", lambda a, rng: a + rng.normal(0, 0.04, a.shape)),
 }
