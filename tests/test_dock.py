@@ -70,12 +70,17 @@ def wait_done(d, qtbot, timeout=120000):
     qtbot.waitUntil(lambda: d.task is None, timeout=timeout)
 
 
-def start_editing(layer, qtbot):
-    """What the analyst's edit button does. QGIS reopens the GeoPackage for
-    editing; while the map draws it, a read can come back empty for a
+def read_features(layer, qtbot):
+    """The layer's features, read whole. While the map draws a GeoPackage
+    that QGIS has reopened for editing, a read can come back empty for a
     moment (the dock reads again, and so do we)."""
-    assert layer.startEditing()
-    qtbot.waitUntil(lambda: dock_mod.count_freight(layer) is not None, timeout=10000)
+    got = []
+
+    def whole():
+        got[:] = list(layer.getFeatures())
+        return len(got) == layer.featureCount()
+    qtbot.waitUntil(whole, timeout=10000)
+    return got
 
 
 @pytest.fixture()
@@ -212,13 +217,13 @@ def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, 
     row = dock.rows[[lid for lid, r in dock.rows.items() if r.date == "2023-10-05"][0]]
     det = project.mapLayer(row.det_layer_id)
     before = row.count
-    start_editing(det, qtbot)
+    assert det.startEditing()
     # a false freight car (deleting a locomotive would not change the count)
-    fid = next(f.id() for f in det.getFeatures() if f["type"] != "locomotive")
+    fid = next(f.id() for f in read_features(det, qtbot) if f["type"] != "locomotive")
     det.deleteFeature(fid)
     qtbot.waitUntil(lambda: row.count == before - 1, timeout=10000)
     f = QgsFeature(det.fields())                      # a missed car drawn, no type
-    g = next(det.getFeatures()).geometry()
+    g = read_features(det, qtbot)[0].geometry()
     g.translate(0, 30)
     f.setGeometry(g)
     det.addFeature(f)
@@ -229,7 +234,7 @@ def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, 
     qtbot.waitUntil(lambda: row.count == before, timeout=10000)
     assert det.commitChanges()
     f = QgsFeature(det.fields())
-    start_editing(det, qtbot)
+    assert det.startEditing()
     det.addFeature(f)
     det.commitChanges()
     qtbot.waitUntil(lambda: row.count == before + 1, timeout=10000)
@@ -364,8 +369,8 @@ def test_project_save_and_reload_restores_the_panel(dock, project, site, qtbot, 
     det = project.mapLayer(row.det_layer_id)
     assert det is not None and det.isValid()
     n = row.count
-    start_editing(det, qtbot)
-    det.deleteFeature(next(det.getFeatures()).id())
+    assert det.startEditing()
+    det.deleteFeature(read_features(det, qtbot)[0].id())
     qtbot.waitUntil(lambda: row.count == n - 1, timeout=10000)
     det.rollBack()
 
@@ -380,8 +385,8 @@ def test_run_again_counts_new_images_and_keeps_edits(dock, project, site, raster
     # The analyst deletes a false car, then adds the newest image and runs.
     row = next(r for r in dock.rows.values() if r.date == "2022-06-01")
     det = project.mapLayer(row.det_layer_id)
-    start_editing(det, qtbot)
-    det.deleteFeature(next(det.getFeatures()).id())
+    assert det.startEditing()
+    det.deleteFeature(read_features(det, qtbot)[0].id())
     det.commitChanges()
     qtbot.waitUntil(lambda: row.status == "edited", timeout=10000)
     edited_count = row.count
