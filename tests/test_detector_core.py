@@ -167,6 +167,35 @@ def test_numpy_convolution_matches_the_definition(k, stride, dil):
                                rtol=1e-4, atol=1e-4)
 
 
+def _reference_forward(x, p):
+    """The network by its definition (network.LAYERS): naive convolutions,
+    'up' as nearest-neighbour upsampling concatenated with c2's output."""
+    from railcar_counter.plugin.core.network import LAYERS
+    feats = {}
+    for name, cin, cout, k, stride, dil in LAYERS:
+        if name == "up":
+            skip = feats["c2"]
+            up = x.repeat(2, axis=1).repeat(2, axis=2)[:, :skip.shape[1], :skip.shape[2]]
+            x = np.concatenate([up, skip])
+            continue
+        x = np.maximum(_naive_conv(x, p[name + ".weight"], p[name + ".bias"], stride, dil), 0)
+        feats[name] = x
+    return _naive_conv(x, p["head.weight"], p["head.bias"], 1, 1)
+
+
+@pytest.mark.parametrize("h, w", [(21, 19), (22, 17)])
+def test_network_computes_its_definition(monkeypatch, h, w):
+    """The fast forward pass (banded first layers, the layer after 'up'
+    applied at 2 m and added in place) gives what the layers define, also
+    with several bands and sizes that are not multiples of the stride."""
+    from railcar_counter.plugin.core import network
+    monkeypatch.setattr(network, "BAND_ROWS", 3)
+    net = network.RailcarNet()
+    x = np.random.default_rng(5).normal(0, 0.5, (2, h, w)).astype(np.float32)
+    np.testing.assert_allclose(net(x), _reference_forward(x.astype(np.float64), net.p),
+                               rtol=1e-3, atol=1e-3)
+
+
 def test_prediction_does_not_depend_on_where_the_window_starts():
     """Windows start on multiples of the network's 4-pixel grid and have any
     size; the two-pass prediction (as is + turned by 180 degrees) must then

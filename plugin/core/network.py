@@ -138,6 +138,42 @@ def conv_hwc(x, taps, b, stride=1, dilation=1):
     return out.reshape(ho, width, -1)[:, :wo]
 
 
+# Rows of the first stride-2 layer's output computed at a time by
+# conv_pair_banded: its full-resolution input never exists whole.
+BAND_ROWS = 32
+
+
+def conv_pair_banded(x, taps1, b1, taps2, b2, is_canceled=None):
+    """relu(conv(relu(conv(x, taps1)), taps2, stride 2)) on a channels-last
+    array (H, W, C), a band of output rows at a time. The first layer's
+    output, at full resolution and wide, is the largest array of the whole
+    network; banding keeps only a slice of it, so a window can be larger
+    for the same memory (less overlap between windows, less work). The
+    result is exactly that of the two layers run whole: each band is
+    computed from the input rows it depends on, with one spare row above
+    whose output is thrown away."""
+    h = x.shape[0]
+    ho = (h + 1) // 2
+    out = None
+    for a in range(0, ho, BAND_ROWS):
+        if is_canceled is not None and is_canceled():
+            raise Canceled()
+        b = min(ho, a + BAND_ROWS)
+        # output row i reads first-layer rows 2i-1..2i+1, which read input
+        # rows 2i-2..2i+2; start one output row early (on an even input row)
+        # so the band's own first row has real input above it
+        s0 = max(0, 2 * a - 2)
+        first = conv_hwc(x[s0:min(h, 2 * b + 1)], taps1, b1)
+        np.maximum(first, 0, out=first)
+        part = conv_hwc(first, taps2, b2, stride=2)
+        skip = (2 * a - s0) // 2
+        if out is None:
+            out = np.empty((ho,) + part.shape[1:], np.float32)
+        out[a:b] = part[skip:skip + b - a]
+    np.maximum(out, 0, out=out)
+    return out
+
+
 class RailcarNet:
     def __init__(self, path=WEIGHTS):
         with np.load(path) as data:
@@ -151,9 +187,12 @@ class RailcarNet:
         outputs at 1 m; output pixel j lies on input pixel 2j.
         ``is_canceled()`` is asked between layers so Cancel is prompt."""
         p = self.p
-        skip = low = None
-        prev = np.ascontiguousarray(x.transpose(1, 2, 0))
-        for name, cin, cout, k, stride, dil in LAYERS:
+        low = None
+        # c1 and c2 together, in bands (see conv_pair_banded)
+        skip = prev = conv_pair_banded(np.ascontiguousarray(x.transpose(1, 2, 0)),
+                                       self.taps["c1"], p["c1.bias"], self.taps["c2"],
+                                       p["c2.bias"], is_canceled)
+        for name, cin, cout, k, stride, dil in LAYERS[2:]:
             if is_canceled is not None and is_canceled():
                 raise Canceled()
             if name == "up":
@@ -162,19 +201,23 @@ class RailcarNet:
             if low is not None:
                 # The 1x1 layer after 'up' sees [upsampled low, skip]. Its
                 # part on the upsampled half is applied at 2 m first (4x
-                # fewer pixels; no 72-channel array at 1 m), then upsampled.
+                # fewer pixels; no 72-channel array at 1 m), then added to
+                # each of the four 1 m pixels of its 2 m pixel in place (an
+                # upsampled copy would be the largest array of the pass).
                 w = self.taps[name][0, 0]
                 n = low.shape[2]
                 part = (low.reshape(-1, n) @ w[:n]).reshape(low.shape[0], low.shape[1], -1)
                 h, wd, c = skip.shape
                 prev = (skip.reshape(-1, c) @ w[n:] + p[name + ".bias"]).reshape(h, wd, -1)
-                prev += part.repeat(2, axis=0).repeat(2, axis=1)[:h, :wd]
-                low = None
+                low = skip = None
+                for dy in (0, 1):
+                    for dx in (0, 1):
+                        view = prev[dy::2, dx::2]
+                        view += part[:view.shape[0], :view.shape[1]]
+                part = None
             else:
                 prev = conv_hwc(prev, self.taps[name], p[name + ".bias"], stride, dil)
             np.maximum(prev, 0, out=prev)
-            if name == "c2":
-                skip = prev
         h, w, c = prev.shape
         out = prev.reshape(-1, c) @ self.head + p["head.bias"]
         return np.ascontiguousarray(out.reshape(h, w, HEAD).transpose(2, 0, 1))
@@ -199,7 +242,8 @@ class RailcarNet:
         hp, wp = h + (1 - h) % 4, w + (1 - w) % 4
         padded = np.zeros((c, hp, wp), np.float32)
         padded[:, :h, :w] = x
-        turned = self(np.ascontiguousarray(padded[:, ::-1, ::-1]), is_canceled)[:, ::-1, ::-1]
+        padded = np.ascontiguousarray(padded[:, ::-1, ::-1])
+        turned = self(padded, is_canceled)[:, ::-1, ::-1]
         plain += turned[:, :plain.shape[1], :plain.shape[2]]
         plain *= 0.5
         return plain
