@@ -42,10 +42,9 @@ LENGTH_REF_M = 15.0
 WIDTH_REF_M = 3.0
 
 
-def reach_m():
-    """How far from a pixel the network looks (receptive field radius), in
-    metres: windows need at least this much margin for the result of a
-    window's core to be the same as on the whole raster."""
+def conv_reach_px():
+    """How far from a pixel the convolutions look (receptive field radius),
+    in input pixels."""
     jump, reach = 1, 0
     for name, cin, cout, k, stride, dil in LAYERS:
         if name == "up":
@@ -53,7 +52,15 @@ def reach_m():
             continue
         reach += (k // 2) * dil * jump
         jump *= stride
-    return reach * INPUT_GSD + LOCAL_NORM_M / 2
+    return reach
+
+
+def reach_m():
+    """How far from a pixel the network looks, its input's local
+    normalisation included, in metres: windows need at least this much
+    margin for the result of a window's core to be the same as on the whole
+    raster."""
+    return conv_reach_px() * INPUT_GSD + LOCAL_NORM_M / 2
 
 
 def grid_step():
@@ -137,6 +144,11 @@ def conv_hwc(x, taps, b, stride=1, dilation=1):
             acc += flat[off + r0: off + r1] @ tap
     return out.reshape(ho, width, -1)[:, :wo]
 
+
+# Output pixels (1 m) around the first pass's hot pixels where predict()
+# averages in the second pass: the whole of any car that could reach the
+# threshold, and its peak's neighbours.
+HOT_MARGIN_PX = 16
 
 # Rows of the first stride-2 layer's output computed at a time by
 # conv_pair_banded: its full-resolution input never exists whole.
@@ -229,23 +241,43 @@ class RailcarNet:
         leaves the axis outputs (cos 2a, sin 2a), length and width as they
         are, so all outputs average directly.
 
-        Where the first pass's heat stays below half of ``heat_threshold``
-        everywhere (fields, water, roofs: most of a large scene), the mean
-        could reach the threshold only if the second pass saw a car the
-        first one all but missed; the second pass is skipped there."""
+        With a ``heat_threshold``, the second pass is only run around where
+        the first pass's heat reaches half of it: elsewhere (fields, water,
+        roofs: most of a large scene) the mean could reach the threshold
+        only if the second pass saw a car the first one all but missed.
+        Within HOT_MARGIN_PX of the hot pixels the outputs are the mean of
+        both passes, the same as on the whole image (the second pass sees
+        the network's whole reach around them); beyond, the first pass's."""
         c, h, w = x.shape
         plain = self(x, is_canceled)
-        if heat_threshold > 0 and plain[0].max() < _logit(heat_threshold / 2):
-            return plain
+        oy0, ox0 = 0, 0
+        oy1, ox1 = plain.shape[1:]
+        if heat_threshold > 0:
+            hot = plain[0] >= _logit(heat_threshold / 2)
+            rows, cols = np.nonzero(hot.any(axis=1))[0], np.nonzero(hot.any(axis=0))[0]
+            if not len(rows):
+                return plain
+            oy0, oy1 = max(0, rows[0] - HOT_MARGIN_PX), min(oy1, rows[-1] + 1 + HOT_MARGIN_PX)
+            ox0, ox1 = max(0, cols[0] - HOT_MARGIN_PX), min(ox1, cols[-1] + 1 + HOT_MARGIN_PX)
+        # the input around that box, as far as the network reaches, starting
+        # on its grid so the crop sees the image as the whole window does
+        step, reach = grid_step(), conv_reach_px() + 2
+        iy0 = max(0, OUTPUT_STRIDE * oy0 - reach) // step * step
+        ix0 = max(0, OUTPUT_STRIDE * ox0 - reach) // step * step
+        iy1 = min(h, OUTPUT_STRIDE * oy1 + reach)
+        ix1 = min(w, OUTPUT_STRIDE * ox1 + reach)
+        crop = x[:, iy0:iy1, ix0:ix1]
         # pad to sizes of 4k+1 so the turned image keeps the 4-pixel grid
         # (turned pixel i is pixel size-1-i) and output pixel j stays on 2j
-        hp, wp = h + (1 - h) % 4, w + (1 - w) % 4
-        padded = np.zeros((c, hp, wp), np.float32)
-        padded[:, :h, :w] = x
+        ch, cw = crop.shape[1:]
+        padded = np.zeros((c, ch + (1 - ch) % 4, cw + (1 - cw) % 4), np.float32)
+        padded[:, :ch, :cw] = crop
         padded = np.ascontiguousarray(padded[:, ::-1, ::-1])
         turned = self(padded, is_canceled)[:, ::-1, ::-1]
-        plain += turned[:, :plain.shape[1], :plain.shape[2]]
-        plain *= 0.5
+        jy, jx = iy0 // OUTPUT_STRIDE, ix0 // OUTPUT_STRIDE
+        box = plain[:, oy0:oy1, ox0:ox1]
+        box += turned[:, oy0 - jy:oy1 - jy, ox0 - jx:ox1 - jx]
+        box *= 0.5
         return plain
 
 
