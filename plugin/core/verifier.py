@@ -60,15 +60,21 @@ def _conv3x3(a, taps, b):
     n, h, wd, c = a.shape
     hp, wp = h + 2, wd + 2
     m = n * hp * wp
-    p = np.zeros((m + 2 * wp + 2, c), np.float32)
-    p[:m].reshape(n, hp, wp, c)[:, 1:-1, 1:-1] = a
     offsets = [ky * wp + kx for ky in range(3) for kx in range(3)]
     if c <= 4:
         # few input channels: one product over all nine taps at once (nine
-        # products with two rows each would leave BLAS idle)
-        cols = np.concatenate([p[off:off + m] for off in offsets], axis=1)
-        out = cols @ taps.reshape(9 * c, -1) + b
+        # products with two rows each would leave BLAS idle). Channels
+        # first, so each tap's slice is copied as whole rows.
+        p = np.zeros((c, m + 2 * wp + 2), np.float32)
+        p[:, :m].reshape(c, n, hp, wp)[:, :, 1:-1, 1:-1] = a.transpose(3, 0, 1, 2)
+        cols = np.empty((9 * c, m), np.float32)
+        for k, off in enumerate(offsets):
+            cols[k * c:(k + 1) * c] = p[:, off:off + m]
+        out = np.ascontiguousarray((taps.reshape(9 * c, -1).T @ cols).T)
+        out += b
     else:
+        p = np.zeros((m + 2 * wp + 2, c), np.float32)
+        p[:m].reshape(n, hp, wp, c)[:, 1:-1, 1:-1] = a
         out = np.empty((m, taps.shape[3]), np.float32)
         out[:] = b
         for off, tap in zip(offsets, taps.reshape(9, c, -1)):
