@@ -215,6 +215,28 @@ def test_prediction_does_not_depend_on_where_the_window_starts():
     np.testing.assert_allclose(inner_a, inner_b, atol=1e-4)
 
 
+def test_verifier_computes_its_definition():
+    """The verifier's fast layers (one long list of pixels per batch, its
+    first layer gathered channels-first) give what its layers define: 3x3
+    convolutions, 2x2 max pooling, ReLU, two dense layers."""
+    from railcar_counter.plugin.core.verifier import (CONVS, STRIP_LENGTH, STRIP_WIDTH,
+                                                       Verifier)
+    ver = Verifier()
+    p = {k: v.astype(np.float64) for k, v in ver.p.items()}
+    batch = np.random.default_rng(7).normal(0, 0.4, (3, 2, STRIP_WIDTH, STRIP_LENGTH))
+    want = []
+    for strip in batch:
+        a = strip
+        for name, _, _ in CONVS:
+            a = _naive_conv(a, p[name + ".weight"], p[name + ".bias"], 1, 1)
+            c, h, w = a.shape
+            a = np.maximum(a.reshape(c, h // 2, 2, w // 2, 2).max(axis=(2, 4)), 0)
+        a = np.maximum(p["fc1.weight"] @ a.reshape(-1) + p["fc1.bias"], 0)
+        want.append(p["fc2.weight"] @ a + p["fc2.bias"])
+    np.testing.assert_allclose(ver.logits(batch.astype(np.float32)), np.array(want),
+                               rtol=1e-3, atol=1e-3)
+
+
 def test_verifier_strip_follows_the_car_axis():
     """A strip is cut along the candidate's axis, centred on it: a bright
     bar drawn at 30 degrees lies along the middle row of its strip, and a
