@@ -108,6 +108,8 @@ def conv_hwc(x, taps, b, stride=1, dilation=1):
     if k == 1:
         return (x.reshape(-1, c) @ taps[0, 0] + b).reshape(h, wd, -1)
     d = dilation
+    if stride == 1 and c <= 4:
+        return _conv_few_channels(x, taps, b, d)
     if stride == 1:
         ho, wo = h, wd
         xp = np.zeros((h + 2 * d + 1, wd + 2 * d, c), np.float32)
@@ -143,6 +145,26 @@ def conv_hwc(x, taps, b, stride=1, dilation=1):
         for flat, off, tap in taps_in:
             acc += flat[off + r0: off + r1] @ tap
     return out.reshape(ho, width, -1)[:, :wo]
+
+
+def _conv_few_channels(x, taps, b, d):
+    """conv_hwc at stride 1 for inputs of a few channels (the image's two):
+    nine products with two rows each would leave BLAS idle, so the nine
+    taps are gathered into one matrix, channels first (whole-row copies),
+    and multiplied at once."""
+    h, wd, c = x.shape
+    xp = np.zeros((c, h + 2 * d + 1, wd + 2 * d), np.float32)
+    xp[:, d:d + h, d:d + wd] = x.transpose(2, 0, 1)
+    width = wd + 2 * d
+    n = h * width
+    flat = xp.reshape(c, -1)
+    cols = np.empty((9 * c, n), np.float32)
+    for k in range(9):
+        off = (k // 3) * d * width + (k % 3) * d
+        cols[k * c:(k + 1) * c] = flat[:, off:off + n]
+    out = np.ascontiguousarray((taps.reshape(9 * c, -1).T @ cols).T)
+    out += b
+    return out.reshape(h, width, -1)[:, :wd]
 
 
 # Output pixels (1 m) around the first pass's hot pixels where predict()
