@@ -7,10 +7,11 @@ generator's in ways real products do.
 Each held-out scene (bench_accuracy.py's, never trained or tuned on) is
 counted as generated and after each change below, applied to its pixels
 (georeferencing kept). None of the changes is in the training scenes'
-recipe, so this is a proxy for how the detector meets imagery it has not
-seen: tone curves of other sensors and processing chains, flat low-contrast
-scenes, over-sharpened pansharpened products, imagery softer than its pixel
-size, heavier noise. It prints F1 and count error per change and GSD band.
+recipe (their JPEG quality goes down to 40, not 30), so this is a proxy
+for how the detector meets imagery it has not seen: tone curves of other
+sensors and processing chains, flat low-contrast scenes, over-sharpened
+pansharpened products, imagery softer than its pixel size, heavier noise,
+heavier compression. It prints F1 and count error per change and GSD band.
 """
 import argparse
 import os
@@ -41,6 +42,12 @@ def _softer(a, factor=1.6):
                                             resample_alg=gdal.GRIORA_Bilinear)
 
 
+def _jpeg(a, quality):
+    """An 8-bit JPEG of the band at ``quality`` and back (8 x 8 blocks)."""
+    byte = np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)
+    return synthetic._jpeg_roundtrip(byte[None], quality)[0] / 255.0
+
+
 # name -> (what it stands for, f(band as 0..1 floats, rng) -> 0..1 floats)
 CHANGES = {
     "as generated": ("", lambda a, rng: a),
@@ -52,6 +59,7 @@ CHANGES = {
                   lambda a, rng: a + 1.2 * (a - imaging.gauss_blur(a, 1.2))),
     "softer x1.6": ("optics softer than the pixel size", lambda a, rng: _softer(a, 1.6)),
     "noise 4 %": ("noisier sensor", lambda a, rng: a + rng.normal(0, 0.04, a.shape)),
+    "JPEG 30": ("8-bit export, heavily compressed", lambda a, rng: _jpeg(a, 30)),
 }
 
 
