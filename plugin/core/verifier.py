@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .network import TYPES, tap_weights
+from .network import TYPES, conv_hwc, tap_weights
 
 WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_verifier.npz")
 STRIP_LENGTH = 56      # pixels along the car axis (28 m at 0.5 m)
@@ -55,31 +55,14 @@ def strips(x, xs, ys, thetas):
 
 def _conv3x3(a, taps, b):
     """'Same' 3x3 convolution of a batch (N, H, W, C) with taps (3, 3, C,
-    Cout) (network.tap_weights). As in network.conv_hwc the padded batch is
-    one long list of pixels and each tap reads a contiguous slice of it."""
+    Cout) (network.tap_weights): the strips stacked into one tall image,
+    a row of zeros after each so none sees its neighbour, through the
+    network's own convolution."""
     n, h, wd, c = a.shape
-    hp, wp = h + 2, wd + 2
-    m = n * hp * wp
-    offsets = [ky * wp + kx for ky in range(3) for kx in range(3)]
-    if c <= 4:
-        # few input channels: one product over all nine taps at once (nine
-        # products with two rows each would leave BLAS idle). Channels
-        # first, so each tap's slice is copied as whole rows.
-        p = np.zeros((c, m + 2 * wp + 2), np.float32)
-        p[:, :m].reshape(c, n, hp, wp)[:, :, 1:-1, 1:-1] = a.transpose(3, 0, 1, 2)
-        cols = np.empty((9 * c, m), np.float32)
-        for k, off in enumerate(offsets):
-            cols[k * c:(k + 1) * c] = p[:, off:off + m]
-        out = np.ascontiguousarray((taps.reshape(9 * c, -1).T @ cols).T)
-        out += b
-    else:
-        p = np.zeros((m + 2 * wp + 2, c), np.float32)
-        p[:m].reshape(n, hp, wp, c)[:, 1:-1, 1:-1] = a
-        out = np.empty((m, taps.shape[3]), np.float32)
-        out[:] = b
-        for off, tap in zip(offsets, taps.reshape(9, c, -1)):
-            out += p[off:off + m] @ tap
-    return out.reshape(n, hp, wp, -1)[:, :h, :wd]
+    tall = np.zeros((n, h + 1, wd, c), np.float32)
+    tall[:, :h] = a
+    out = conv_hwc(tall.reshape(n * (h + 1), wd, c), taps, b)
+    return out.reshape(n, h + 1, wd, -1)[:, :h]
 
 
 def _pool2(a):
