@@ -182,9 +182,9 @@ def conv_pair_banded(x, taps1, b1, taps2, b2, is_canceled=None):
     array (H, W, C), a band of output rows at a time. The first layer's
     output, at full resolution and wide, is the largest array of the whole
     network; banding keeps only a slice of it, and a count needs 60-70 MB
-    less memory. The result is exactly that of the two layers run whole: each band is
-    computed from the input rows it depends on, with one spare row above
-    whose output is thrown away."""
+    less memory. The result is exactly that of the two layers run whole:
+    each band is computed from the input rows it depends on, with one spare
+    row above whose output is thrown away."""
     h = x.shape[0]
     ho = (h + 1) // 2
     out = None
@@ -288,12 +288,13 @@ class RailcarNet:
         iy1 = min(h, OUTPUT_STRIDE * oy1 + reach)
         ix1 = min(w, OUTPUT_STRIDE * ox1 + reach)
         crop = x[:, iy0:iy1, ix0:ix1]
-        # pad to sizes of 4k+1 so the turned image keeps the 4-pixel grid
-        # (turned pixel i is pixel size-1-i) and output pixel j stays on 2j
+        # the crop turned, padded (before it, once turned) to sizes of 4k+1
+        # so the turned image keeps the 4-pixel grid (turned pixel i is
+        # pixel size-1-i) and output pixel j stays on 2j
         ch, cw = crop.shape[1:]
-        padded = np.zeros((c, ch + (1 - ch) % 4, cw + (1 - cw) % 4), np.float32)
-        padded[:, :ch, :cw] = crop
-        padded = np.ascontiguousarray(padded[:, ::-1, ::-1])
+        hp, wp = ch + (1 - ch) % 4, cw + (1 - cw) % 4
+        padded = np.zeros((c, hp, wp), np.float32)
+        padded[:, hp - ch:, wp - cw:] = crop[:, ::-1, ::-1]
         turned = self(padded, is_canceled)[:, ::-1, ::-1]
         jy, jx = iy0 // OUTPUT_STRIDE, ix0 // OUTPUT_STRIDE
         box = plain[:, oy0:oy1, ox0:ox1]
