@@ -65,11 +65,11 @@ demo: setup link
 	PYTHONPATH=$(BUILD) $(PY) -m $(PLUGIN_NAME).plugin.cli demo --out demo_output
 
 count: setup link
-	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "Usage: make count INPUT=scene.tif OUTPUT=cars.shp [AOI=area.gpkg] [TRACKS=rails.gpkg] [SENSITIVITY=0.5] [DATE=YYYY-MM-DD] [CRS=EPSG:32652] [OVERWRITE=1]"; exit 2; }
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "Usage: make count INPUT=scene.tif OUTPUT=cars.shp [AOI=area.gpkg] [TRACKS=rails.gpkg] [SENSITIVITY=0.5] [DATE=YYYY-MM-DD] [CRS=EPSG:32652] [PIXEL_SIZE=0.5] [OVERWRITE=1]"; exit 2; }
 	@$(CLI) count --input "$(INPUT)" --output "$(OUTPUT)" \
 		$(if $(AOI),--aoi "$(AOI)") $(if $(TRACKS),--tracks "$(TRACKS)") \
 		$(if $(SENSITIVITY),--sensitivity "$(SENSITIVITY)") $(if $(DATE),--date "$(DATE)") \
-		$(if $(CRS),--crs "$(CRS)") \
+		$(if $(CRS),--crs "$(CRS)") $(if $(PIXEL_SIZE),--pixel-size "$(PIXEL_SIZE)") \
 		$(if $(OVERWRITE),--overwrite)
 
 bench-accuracy: setup link

@@ -2,7 +2,7 @@
 
     python3 -m railcar_counter.plugin.cli count --input scene.tif --output cars.shp
         [--aoi area.gpkg] [--tracks rails.gpkg] [--sensitivity 0.5]
-        [--date 2023-10-05] [--crs EPSG:32652] [--overwrite]
+        [--date 2023-10-05] [--crs EPSG:32652] [--pixel-size 0.5] [--overwrite]
 
 (``make count INPUT=... OUTPUT=...`` runs the same.) ``count`` starts a
 headless QGIS and runs the Processing algorithm railcarcounter:countrailcars,
@@ -210,6 +210,9 @@ def _configure_count(parser):
     parser.add_argument("--crs", default="", metavar="EPSG:CODE",
                         help="the image's CRS, for an image whose file has none (a JPEG or "
                              "PNG with a world file) or a wrong one")
+    parser.add_argument("--pixel-size", type=float, default=None, metavar="METRES",
+                        help="ground size of one pixel in metres, for an image without "
+                             "georeferencing (a photo or screen grab) or to overrule it")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the output if it exists")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the result")
@@ -246,6 +249,9 @@ def run_count(args):
     if args.sensitivity is not None and not 0.0 <= args.sensitivity <= 1.0:
         raise UserError("--sensitivity must be between 0 and 1 (default 0.5); got %g."
                         % args.sensitivity)
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        raise UserError("--pixel-size is the ground size of one pixel in metres, above 0 "
+                        "(for example 0.5); got %g." % args.pixel_size)
     check_output_free(args.output, args.overwrite)     # before the slow start of QGIS
 
     headless_qgis()
@@ -266,6 +272,8 @@ def run_count(args):
             params["TRACKS"] = tracks
         if args.sensitivity is not None:
             params["SENSITIVITY"] = args.sensitivity
+        if args.pixel_size is not None:
+            params["PIXEL_SIZE"] = args.pixel_size
         results = run_algorithm("railcarcounter:countrailcars", params, feedback)
     count, locos = int(results["COUNT"]), int(results["LOCOMOTIVES"])
     if results.get("SHARPENED") and not args.quiet:

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = "/usr/bin/python3"
@@ -55,6 +56,32 @@ def test_crs_for_an_image_without_one(raster_factory, world_file_jpeg, tmp_path)
     layer = QgsVectorLayer(str(out), "cars", "ogr")
     assert layer.crs().authid() == "EPSG:%d" % truth["epsg"]
     assert abs(layer.featureCount() - truth["cars"]) <= max(1, truth["cars"] // 4)
+
+
+def test_pixel_size_for_an_image_without_georeferencing(raster_factory, tmp_path):
+    """A screen grab or photo (PNG, no world file) is refused with a message
+    that names --pixel-size; with it, the cars are counted and drawn where
+    QGIS draws the image (x = column, y = -row), with lengths in metres."""
+    path, truth = raster_factory("yard.tif")
+    photo = str(tmp_path / "photo.png")
+    gdal.Translate(photo, path, format="PNG")
+    for extra in tmp_path.glob("photo.png.aux.xml"):
+        extra.unlink()
+    out = tmp_path / "out" / "cars.gpkg"
+    done = cli("count", "--input", photo, "--output", out)
+    assert done.returncode == 1 and "--pixel-size" in done.stderr and not out.exists()
+    done = cli("count", "--input", photo, "--output", out, "--pixel-size", "0")
+    assert done.returncode == 1 and "--pixel-size" in done.stderr.splitlines()[-1]
+    done = cli("count", "--input", photo, "--output", out, "--pixel-size", truth["gsd_m"])
+    assert done.returncode == 0, done.stderr
+    from qgis.core import QgsVectorLayer
+    layer = QgsVectorLayer(str(out), "cars", "ogr")
+    assert abs(layer.featureCount() - truth["cars"]) <= max(1, truth["cars"] // 4)
+    width, height = gdal.Open(photo).RasterXSize, gdal.Open(photo).RasterYSize
+    for f in layer.getFeatures():
+        c = f.geometry().centroid().asPoint()
+        assert 0 < c.x() < width and -height < c.y() < 0
+        assert 9 < f["length_m"] < 25 and 2 < f["width_m"] < 4.5
 
 
 def test_count_with_options_and_gpkg(raster_factory, vector_factory, tmp_path):
@@ -121,7 +148,6 @@ def test_failed_run_leaves_no_half_written_output(tmp_path):
     """A raster the detector refuses (no georeferencing): the error is
     explained and no file (shapefile sidecars, staging folder) is left."""
     import numpy as np
-    from osgeo import gdal
     src = str(tmp_path / "photo.tif")
     ds = gdal.GetDriverByName("GTiff").Create(src, 32, 32, 1, gdal.GDT_Byte)
     ds.GetRasterBand(1).WriteArray(np.zeros((32, 32), dtype="uint8"))

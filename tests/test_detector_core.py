@@ -41,8 +41,12 @@ def test_pixel_size_in_metres_from_any_crs(tmp_path, epsg, gt, expected):
 
 def test_raster_without_georeferencing_is_refused_with_advice(tmp_path):
     path = _write(tmp_path / "plain.tif", None, (0, 1, 0, 0, 0, 1))
-    with pytest.raises(InputError, match="georeference"):
+    with pytest.raises(InputError, match="Georeference the image.*pixel size"):
         RasterSource(path)
+    # Given the pixel size, it is read in the frame QGIS draws it in.
+    src = RasterSource(path, pixel_size_m=0.3)
+    assert (src.gsd_x_m, src.gsd_y_m) == (0.3, 0.3)
+    assert src.pixel_to_map(10, 20) == (10.0, -20.0)
 
 
 def test_image_located_by_control_points_is_sent_to_warp(tmp_path):

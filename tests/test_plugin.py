@@ -90,7 +90,8 @@ def test_processing_only_load(processing_ready):
     assert processing_ready.id() == "railcarcounter"
     alg = _registry().algorithmById("railcarcounter:countrailcars")
     names = [p.name() for p in alg.parameterDefinitions()]
-    assert names == ["INPUT", "AOI", "TRACKS", "SENSITIVITY", "DATE", "OUTPUT"]
+    assert names == ["INPUT", "AOI", "TRACKS", "SENSITIVITY", "DATE", "PIXEL_SIZE",
+                     "OUTPUT"]
     assert {o.name() for o in alg.outputDefinitions()} >= {"OUTPUT", "COUNT", "LOCOMOTIVES"}
 
 

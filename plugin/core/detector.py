@@ -17,7 +17,7 @@ import os
 import threading
 
 import numpy as np
-from osgeo import gdal, ogr, osr
+from osgeo import gdal, ogr
 from shapely import wkt as shapely_wkt
 from shapely.geometry import Point, Polygon, box
 from shapely.ops import unary_union
@@ -52,6 +52,7 @@ class CountOptions:
     date: str = ""                    # ISO date; empty = read from name/metadata
     source: str = ""                  # name shown in the 'source' field
     crs_wkt: str = ""                 # the raster's CRS if not the file's (the layer's)
+    pixel_size_m: float = 0.0         # > 0: the analyst's pixel size, over the georeferencing's
 
 
 @dataclass
@@ -179,9 +180,7 @@ def _tracks_layer(src, tracks):
     """An in-memory OGR layer of the track lines, for rasterising."""
     drv = ogr.GetDriverByName("Memory")
     ds = drv.CreateDataSource("tracks")
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(src.crs_wkt)
-    lyr = ds.CreateLayer("tracks", srs, ogr.wkbUnknown)
+    lyr = ds.CreateLayer("tracks", src.srs.Clone() if src.crs_wkt else None, ogr.wkbUnknown)
     for g in tracks:
         f = ogr.Feature(lyr.GetLayerDefn())
         f.SetGeometry(ogr.CreateGeometryFromWkt(g.wkt))
@@ -259,7 +258,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     options = options or CountOptions()
     if not 0.0 <= options.sensitivity <= 1.0:
         raise InputError("Sensitivity must be between 0 and 1 (0.5 is the default).")
-    src = RasterSource(path, options.crs_wkt)
+    src = RasterSource(path, options.crs_wkt, options.pixel_size_m)
     work = INPUT_GSD
     if src.gsd_m > MAX_GSD_M:
         raise InputError("%s has %.1f m pixels: railcars (3 m wide) cannot be seen. Use "

@@ -43,11 +43,15 @@ def tone_gamma(median):
 class RasterSource:
     """An opened raster with what the detector needs to know about it."""
 
-    def __init__(self, path, crs_wkt=""):
+    def __init__(self, path, crs_wkt="", pixel_size_m=0.0):
         """``crs_wkt``, when given, is the CRS to use instead of the file's
         (in QGIS the layer's, which the analyst may have set for a file with
-        none; on the command line --crs)."""
+        none; on the command line --crs). ``pixel_size_m`` > 0 is the
+        ground size of a pixel as the analyst knows it: it replaces the one
+        worked out from the georeferencing, and lets a photo or screen grab
+        with none be counted (in QGIS's pixel frame, x = column, y = -row)."""
         self.path = path
+        self.pixel_size_m = float(pixel_size_m or 0.0)
         if not path or not (os.path.exists(path) or path.startswith("/vsi")):
             raise InputError("Raster file not found: %s. Choose an existing GeoTIFF or "
                              "other raster file." % path)
@@ -74,18 +78,29 @@ class RasterSource:
             raise InputError("%s is located by ground control points or RPCs, not by a "
                              "geotransform. Warp or orthorectify it to a map first (Raster > "
                              "Projections > Warp, or gdalwarp), then count the result." % name)
-        if self.gt is None:
-            raise InputError("%s has no georeferencing (no geotransform or world file). The "
-                             "counter needs the pixel size in metres: georeference the image "
-                             "(Raster > Georeferencer), then try again." % name)
-        if not self.crs_wkt:
-            raise InputError("%s has a geotransform but no CRS, so its pixel size in metres is "
-                             "unknown. Set the layer's CRS (Layer Properties > Source) or, on "
-                             "the command line, give --crs (make count ... CRS=EPSG:32652)."
-                             % name)
-        self.srs = self._parse_crs()
-        self._check_crs_fits()
-        self.gsd_x_m, self.gsd_y_m = self._pixel_size_m()
+        if self.pixel_size_m > 0:
+            if self.gt is None:
+                self.gt = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)    # where QGIS draws such an image
+            self.srs = self._parse_crs() if self.crs_wkt else osr.SpatialReference()
+            sx, sy = math.hypot(self.gt[1], self.gt[4]), math.hypot(self.gt[2], self.gt[5])
+            self.gsd_x_m, self.gsd_y_m = self.pixel_size_m, self.pixel_size_m * sy / sx
+        else:
+            if self.gt is None:
+                raise InputError(
+                    "%s has no georeferencing (no geotransform or world file), so its pixel "
+                    "size in metres is unknown. Georeference the image (Raster > "
+                    "Georeferencer), or give its pixel size (Pixel size in the Processing "
+                    "tool; on the command line --pixel-size 0.5, make count ... "
+                    "PIXEL_SIZE=0.5)." % name)
+            if not self.crs_wkt:
+                raise InputError(
+                    "%s has a geotransform but no CRS, so its pixel size in metres is "
+                    "unknown. Set the layer's CRS (Layer Properties > Source), or give the "
+                    "pixel size (Pixel size in the Processing tool; on the command line "
+                    "--crs EPSG:32652 or --pixel-size 0.5)." % name)
+            self.srs = self._parse_crs()
+            self._check_crs_fits()
+            self.gsd_x_m, self.gsd_y_m = self._pixel_size_m()
         self._choose_bands()
         self._stats = None
 

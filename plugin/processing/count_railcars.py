@@ -9,6 +9,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
@@ -21,7 +22,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..core import dates
-from ..core.detector import CountOptions, count_railcars
+from ..core.detector import MAX_GSD_M, CountOptions, count_railcars
 from ..core.errors import Canceled, InputError
 from ..qgis_layers import (
     ICON_PATH, apply_detection_style, detection_feature, detection_fields,
@@ -83,6 +84,7 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
     TRACKS = "TRACKS"
     SENSITIVITY = "SENSITIVITY"
     DATE = "DATE"
+    PIXEL_SIZE = "PIXEL_SIZE"
     OUTPUT = "OUTPUT"
     COUNT = "COUNT"
     LOCOMOTIVES = "LOCOMOTIVES"
@@ -121,7 +123,11 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             "ones; 0.5 suits most images.\n"
             "Date: the acquisition date (YYYY-MM-DD); when empty it is read from "
             "the layer or file name (2023-10-05, 20231005, 2023_10_05 ...) or the "
-            "raster's metadata (TIFFTAG_DATETIME and similar).\n\n"
+            "raster's metadata (TIFFTAG_DATETIME and similar).\n"
+            "Pixel size (advanced): the ground size of one pixel in metres, for an "
+            "image without georeferencing (a photo or screen grab; the cars are "
+            "then drawn where QGIS draws such an image) or when its "
+            "georeferencing is wrong. 0 reads it from the georeferencing.\n\n"
             "COUNT is the number of freight cars; locomotives are drawn with "
             "their own type and reported apart (LOCOMOTIVES). SHARPENED is above 0 "
             "when the image was softer than its pixel size and was sharpened "
@@ -145,6 +151,12 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.DATE, "Acquisition date (YYYY-MM-DD; default from name or metadata)",
             optional=True))
+        pixel_size = QgsProcessingParameterNumber(
+            self.PIXEL_SIZE, "Pixel size in metres (0 = from the georeferencing)",
+            QgsProcessingParameterNumber.Double, 0.0, True, 0.0, MAX_GSD_M)
+        pixel_size.setMetadata({"widget_wrapper": {"decimals": 2}})
+        pixel_size.setFlags(pixel_size.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(pixel_size)
         self.addParameter(QgsProcessingParameterFeatureSink(
             self.OUTPUT, "Railcars", QgsProcessing.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Number of freight cars"))
@@ -175,6 +187,9 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             sensitivity = 0.5
             if parameters.get(self.SENSITIVITY) not in (None, ""):
                 sensitivity = self.parameterAsDouble(parameters, self.SENSITIVITY, context)
+            pixel_size = 0.0
+            if parameters.get(self.PIXEL_SIZE) not in (None, ""):
+                pixel_size = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
             date = resolve_date(self.parameterAsString(parameters, self.DATE, context),
                                 layer, path)
             source = os.path.basename(path) or layer.name()
@@ -185,7 +200,7 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             feedback.pushInfo("Counting railcars on %s (%s)" % (source, date or "no date"))
             options = CountOptions(sensitivity=sensitivity, aoi_wkt=aoi,
                                    tracks_wkt=tracks, date=date, source=source,
-                                   crs_wkt=raster_crs_wkt(layer))
+                                   crs_wkt=raster_crs_wkt(layer), pixel_size_m=pixel_size)
             result = count_railcars(
                 path, options,
                 progress=lambda fraction: feedback.setProgress(100.0 * fraction),
