@@ -94,7 +94,7 @@ def source_wkts(source, dest_crs, transform_context=None, geometry_type=None,
     """Geometries of a vector layer or Processing feature source as WKT in
     ``dest_crs`` (the raster's CRS), for CountOptions.aoi_wkt / tracks_wkt.
 
-    ``geometry_type`` (QgsWkbTypes.PolygonGeometry or LineGeometry) is checked
+    ``geometry_type`` (QgsWkbTypes.GeometryType.PolygonGeometry or LineGeometry) is checked
     so a wrong layer gives a clear message. Empty and null geometries are
     skipped; invalid polygons are repaired.
     """
@@ -103,8 +103,8 @@ def source_wkts(source, dest_crs, transform_context=None, geometry_type=None,
     if geometry_type is not None:
         wkb = source.wkbType()
         if QgsWkbTypes.geometryType(wkb) != geometry_type:
-            wanted = {QgsWkbTypes.PolygonGeometry: "polygons",
-                      QgsWkbTypes.LineGeometry: "lines"}.get(geometry_type, "geometries")
+            wanted = {QgsWkbTypes.GeometryType.PolygonGeometry: "polygons",
+                      QgsWkbTypes.GeometryType.LineGeometry: "lines"}.get(geometry_type, "geometries")
             raise InputError(
                 "The %s layer holds %s, not %s. Choose a layer of %s."
                 % (what, QgsWkbTypes.geometryDisplayString(QgsWkbTypes.geometryType(wkb)).lower(),
@@ -123,7 +123,7 @@ def source_wkts(source, dest_crs, transform_context=None, geometry_type=None,
             geom = feature.geometry()
             if geom is None or geom.isNull() or geom.isEmpty():
                 continue
-            if geometry_type == QgsWkbTypes.PolygonGeometry and not geom.isGeosValid():
+            if geometry_type == QgsWkbTypes.GeometryType.PolygonGeometry and not geom.isGeosValid():
                 geom = geom.makeValid()
             wkts.append(geom.asWkt())
     except Exception as exc:       # QgsCsException: the layer does not reproject
@@ -169,4 +169,4 @@ def raster_crs_wkt(layer):
     crs = layer.crs()
     if not crs.isValid():
         return ""
-    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+    return crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL)

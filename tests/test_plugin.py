@@ -92,6 +92,10 @@ def test_processing_only_load(processing_ready):
     names = [p.name() for p in alg.parameterDefinitions()]
     assert names == ["INPUT", "AOI", "TRACKS", "SENSITIVITY", "DATE", "PIXEL_SIZE",
                      "OUTPUT"]
+    from qgis.core import QgsProcessingParameterDefinition
+    advanced = [p.name() for p in alg.parameterDefinitions()
+                if p.flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced]
+    assert advanced == ["PIXEL_SIZE"]     # the dialog shows it folded away
     assert {o.name() for o in alg.outputDefinitions()} >= {"OUTPUT", "COUNT", "LOCOMOTIVES"}
 
 

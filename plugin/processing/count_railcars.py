@@ -139,13 +139,13 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             self.INPUT, "Image (raster layer)"))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.AOI, "Area of interest (polygons)",
-            [QgsProcessing.TypeVectorPolygon], optional=True))
+            [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.TRACKS, "Rail tracks (lines)",
-            [QgsProcessing.TypeVectorLine], optional=True))
+            [QgsProcessing.SourceType.TypeVectorLine], optional=True))
         sensitivity = QgsProcessingParameterNumber(
             self.SENSITIVITY, "Sensitivity (0 strict - 1 finds more)",
-            QgsProcessingParameterNumber.Double, 0.5, True, 0.0, 1.0)
+            QgsProcessingParameterNumber.Type.Double, 0.5, True, 0.0, 1.0)
         sensitivity.setMetadata({"widget_wrapper": {"decimals": 2}})
         self.addParameter(sensitivity)
         self.addParameter(QgsProcessingParameterString(
@@ -153,12 +153,13 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             optional=True))
         pixel_size = QgsProcessingParameterNumber(
             self.PIXEL_SIZE, "Pixel size in metres (0 = from the georeferencing)",
-            QgsProcessingParameterNumber.Double, 0.0, True, 0.0, MAX_GSD_M)
+            QgsProcessingParameterNumber.Type.Double, 0.0, True, 0.0, MAX_GSD_M)
         pixel_size.setMetadata({"widget_wrapper": {"decimals": 2}})
-        pixel_size.setFlags(pixel_size.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        pixel_size.setFlags(pixel_size.flags()
+                            | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         self.addParameter(pixel_size)
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Railcars", QgsProcessing.TypeVectorPolygon))
+            self.OUTPUT, "Railcars", QgsProcessing.SourceType.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Number of freight cars"))
         self.addOutput(QgsProcessingOutputNumber(self.LOCOMOTIVES, "Number of locomotives"))
         self.addOutput(QgsProcessingOutputNumber(
@@ -176,14 +177,14 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             transform_context = context.transformContext()
             aoi_source = self.parameterAsSource(parameters, self.AOI, context)
             aoi = source_wkts(aoi_source, crs, transform_context,
-                              QgsWkbTypes.PolygonGeometry, "area of interest")
+                              QgsWkbTypes.GeometryType.PolygonGeometry, "area of interest")
             if aoi_source is not None and not aoi:
                 raise InputError(
                     "The area of interest has no polygons. Draw the area, or leave "
                     "the parameter empty to count the whole image.")
             tracks = source_wkts(
                 self.parameterAsSource(parameters, self.TRACKS, context), crs,
-                transform_context, QgsWkbTypes.LineGeometry, "rail tracks")
+                transform_context, QgsWkbTypes.GeometryType.LineGeometry, "rail tracks")
             sensitivity = 0.5
             if parameters.get(self.SENSITIVITY) not in (None, ""):
                 sensitivity = self.parameterAsDouble(parameters, self.SENSITIVITY, context)
@@ -214,7 +215,7 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
         # no empty output behind.
         fields = detection_fields()
         sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon, crs)
+            parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.Polygon, crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for det in result.detections:
@@ -222,7 +223,7 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
                 det.date = date
             if not det.source:
                 det.source = source
-            sink.addFeature(detection_feature(det, fields), QgsFeatureSink.FastInsert)
+            sink.addFeature(detection_feature(det, fields), QgsFeatureSink.Flag.FastInsert)
 
         if result.sharpening_note:
             feedback.pushInfo(result.sharpening_note)
