@@ -192,3 +192,34 @@ def test_count_notes_a_sharpened_image_on_stderr(soft_yard, tmp_path):
     assert done.stdout.strip().splitlines()[0].endswith("locomotives) in soft.tif")
     sharp = cli("count", "--input", path, "--output", tmp_path / "cars2.gpkg")
     assert sharp.returncode == 0 and "softer" not in sharp.stderr
+
+
+def test_tracks_layer_off_the_image_is_lined_up_with_the_cars(tmp_path):
+    """OpenStreetMap tracks against a satellite image are often metres off.
+    A layer 3.5 m off the tracks counts what the true tracks count, and
+    the run says that it moved the lines and by how much."""
+    import math
+    import re
+    from osgeo import ogr
+    from shapely import affinity, wkt
+    from conftest import UTM52N, write_vector
+    from railcar_counter.plugin.core import synthetic
+    from test_detector import YARD
+    path, _ = synthetic.cached_scene(YARD, str(tmp_path))
+    lines = [wkt.loads(w) for w in synthetic.load_scene_info(path)["tracks"]]
+    az = math.radians(YARD.track_angle_deg)        # across the tracks: (cos az, -sin az)
+    off = [affinity.translate(g, 3.5 * math.cos(az), -3.5 * math.sin(az)).wkt for g in lines]
+    counts = {}
+    for name, geoms in (("true", [g.wkt for g in lines]), ("off", off)):
+        tracks = str(tmp_path / ("%s.gpkg" % name))
+        write_vector(tracks, geoms, UTM52N, ogr.wkbLineString)
+        done = cli("count", "--input", path, "--tracks", tracks,
+                   "--output", tmp_path / ("cars_%s.gpkg" % name))
+        assert done.returncode == 0, done.stderr
+        counts[name] = int(done.stdout.split()[0])
+        moved = re.search(r"lies about ([0-9.]+) m off this image", done.stderr)
+        if name == "true":
+            assert moved is None, done.stderr
+        else:
+            assert moved and abs(float(moved.group(1)) - 3.5) <= 0.3, done.stderr
+    assert counts["true"] > 30 and abs(counts["off"] - counts["true"]) <= 1, counts

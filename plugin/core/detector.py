@@ -31,16 +31,16 @@ from .errors import Canceled, InputError
 from .imaging import box_along_x, box_along_y
 from .network import INPUT_GSD, grid_step, reach_m
 from .raster import RasterSource, _metres_per_degree
-from . import sharpness
+from . import sharpness, track_alignment
 
 TILE_M = 260.0            # core of a window, metres (memory per worker ~ its square)
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 WORKERS = 2               # the machines analysts use have at least two cores
-# A car counts on a known track when its centre lies this close to the line:
-# tracks traced on other imagery (OpenStreetMap) are often off by a metre or
-# two, and the next track's centre line is at least 4 m away.
-TRACK_TOLERANCE_M = 2.0
+# Windows look for cars this close to known tracks: as far as the tracks
+# layer may be off the image and still be lined up with it
+# (track_alignment), plus the distance at which a car counts on a line.
+TRACK_REACH_M = track_alignment.MAX_SHIFT_M + track_alignment.TOLERANCE_M
 
 
 @dataclass
@@ -64,6 +64,8 @@ class CountResult:
     source: str
     blur_px: float = None     # spread of the image's edges, native pixels (None: not measured)
     sharpened: float = 0.0    # unsharp amount applied before counting (0: none)
+    track_shift_m: float = 0.0  # how far the tracks layer was moved onto the cars (0: not)
+    track_shift_to: str = ""    # which way ("north-east" ...)
 
     @property
     def count(self):
@@ -81,6 +83,20 @@ class CountResult:
             return ""
         return ("The image is softer than its pixel size (edges spread over %.2f px): it was "
                 "sharpened before counting (amount %.2f)." % (self.blur_px, self.sharpened))
+
+    @property
+    def track_note(self):
+        """One line for the log when the tracks layer was off the image, else ''."""
+        if not self.track_shift_m:
+            return ""
+        return ("The rail tracks layer lies about %.1f m off this image: the cars stand %.1f m "
+                "%s of its lines. The lines were moved onto the cars before keeping the cars "
+                "on them." % (self.track_shift_m, self.track_shift_m, self.track_shift_to))
+
+    @property
+    def notes(self):
+        """How the image was counted, when not as it came: sharpened, tracks moved."""
+        return " ".join(n for n in (self.sharpening_note, self.track_note) if n)
 
 
 def _load_geometries(wkts, kind):
@@ -163,7 +179,8 @@ def _window_box(src, win):
 
 def _track_mask(src, win, tracks_ogr, work):
     """Known tracks burnt into the window's working grid, widened by
-    TRACK_TOLERANCE_M so that cars centred near them pass."""
+    TRACK_REACH_M: where cars are looked for (which of them are on the
+    tracks is decided once the tracks are lined up with the image)."""
     drv = gdal.GetDriverByName("MEM")
     ds = drv.Create("", win.buf_w, win.buf_h, 1, gdal.GDT_Byte)
     g = src.gt
@@ -172,7 +189,7 @@ def _track_mask(src, win, tracks_ogr, work):
     ds.SetProjection(src.crs_wkt)
     gdal.RasterizeLayer(ds, [1], tracks_ogr, burn_values=[1], options=["ALL_TOUCHED=TRUE"])
     m = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
-    n = max(1, int(round(2 * TRACK_TOLERANCE_M / work))) | 1
+    n = max(1, int(round(2 * TRACK_REACH_M / work))) | 1
     return box_along_y(box_along_x(m, n), n) > 0.01
 
 
@@ -198,6 +215,19 @@ class _Geo:
             lat = src.pixel_to_map(src.width / 2, src.height / 2)[1]
             self.m_lat, self.m_lon = _metres_per_degree(lat)
 
+    def compass(self, src, shift):
+        """Where a shift in metres along columns and rows points on the
+        ground: "north", "south-west" ..."""
+        c, r = src.width / 2.0, src.height / 2.0
+        x0, y0 = src.pixel_to_map(c, r)
+        x1, y1 = src.pixel_to_map(c + shift[0] / src.gsd_x_m, r + shift[1] / src.gsd_y_m)
+        dx, dy = x1 - x0, y1 - y0
+        if self.geographic:
+            dx, dy = dx * self.m_lon, dy * self.m_lat
+        names = ("north", "north-east", "east", "south-east", "south", "south-west", "west",
+                 "north-west")
+        return names[int(round(math.degrees(math.atan2(dx, dy)) / 45.0)) % 8]
+
     def detection(self, car, win, work):
         """A :class:`Detection` in map coordinates from a car in ``win``."""
         src = self.src
@@ -217,6 +247,35 @@ class _Geo:
         return Detection(cx=cx, cy=cy, length_m=round(car.length * work, 2),
                          width_m=round(car.width * work, 2), angle=round(azimuth, 2),
                          score=round(car.score, 3), type=car.type, corners=corners)
+
+
+def _metric_frame(src):
+    """map (x, y) -> metres along the raster's columns and rows: a local
+    ground frame whatever the CRS (degrees and feet too)."""
+    def to_metres(x, y):
+        c, r = src.map_to_pixel(x, y)
+        return c * src.gsd_x_m, r * src.gsd_y_m
+    return to_metres
+
+
+def _line_parts(geom):
+    """The vertex sequences of a line geometry (multi-part and collections too)."""
+    if hasattr(geom, "geoms"):
+        return [part for g in geom.geoms for part in _line_parts(g)]
+    return [list(geom.coords)] if geom.geom_type in ("LineString", "LinearRing") else []
+
+
+def _keep_on_tracks(src, dets, tracks):
+    """The detections on the known tracks, once the tracks are lined up with
+    the image (track_alignment), and the shift applied, in metres along the
+    raster's columns and rows."""
+    to_metres = _metric_frame(src)
+    points = [to_metres(d.cx, d.cy) for d in dets]
+    lines = [[to_metres(x, y) for x, y, *_ in part]
+             for g in tracks for part in _line_parts(g)]
+    shift = track_alignment.best_shift(points, [d.score for d in dets], lines)
+    keep = track_alignment.near_lines(points, lines, shift)
+    return [d for d, k in zip(dets, keep) if k], shift
 
 
 def _deduplicate(dets, cell_size):
@@ -328,6 +387,9 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                 progress(done / len(windows))
     units_per_m = math.hypot(src.gt[1], src.gt[4]) / src.gsd_x_m
     dets = _deduplicate(found, 30.0 * units_per_m)
+    shift = (0.0, 0.0)
+    if tracks:
+        dets, shift = _keep_on_tracks(src, dets, tracks)
     date = options.date or raster_date(path)
     source = options.source or os.path.splitext(os.path.basename(path))[0]
     for d in dets:
@@ -335,4 +397,6 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     crs = src.crs_wkt
     src.close()
     return CountResult(detections=dets, gsd_m=src.gsd_m, crs_wkt=crs, date=date, source=source,
-                       blur_px=blur_px, sharpened=amount)
+                       blur_px=blur_px, sharpened=amount,
+                       track_shift_m=round(math.hypot(*shift), 1),
+                       track_shift_to=geo.compass(src, shift) if any(shift) else "")

@@ -1163,9 +1163,10 @@ class RailcarCounterDock(QgsDockWidget):
         row.det_layer_id = layer.id()
         n = count_freight(layer)
         row.count = n if n is not None else result.count
-        row.status = "done, sharpened" if result.sharpened else "done"
+        row.status = ", ".join(["done"] + (["sharpened"] if result.sharpened else [])
+                               + (["tracks moved"] if result.track_shift_m else []))
         row.error = ""
-        row.note = result.sharpening_note
+        row.note = result.notes
         self._watch_detection_layer(layer, row.layer_id)
         return layer
 

@@ -223,6 +223,8 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                     d.date, d.source = date, source
                 if res.sharpening_note:
                     feedback.pushInfo("    " + res.sharpening_note)
+                if res.track_note:
+                    feedback.pushWarning("    " + res.track_note)
                 feedback.pushInfo("    %d railcars (%d locomotives)" % (res.count,
                                                                         res.locomotives))
                 results.append((date, layer, source, res))
