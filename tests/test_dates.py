@@ -18,6 +18,16 @@ from railcar_counter.plugin.core.dates import (
     ("S2A_MSIL2A_20231005T103021_N0509_R108", "2023-10-05"),
     ("WV3_20231005103021_P001", "2023-10-05"),
     ("2023-1-5", "2023-01-05"),
+    # Satellite product names and how analysts write dates in words.
+    ("18JUN05095432-P2AS-012345678901_01_P001", "2018-06-05"),          # Maxar
+    ("IMG_PHR1A_PMS_202310050212345_ORT_1234567101", "2023-10-05"),     # Pleiades
+    ("tumangang 5 Oct 2023", "2023-10-05"),
+    ("tumangang_05OCT2023", "2023-10-05"),
+    ("Tumangang_Sept_30_2023", "2023-09-30"),
+    ("October 5th, 2023", "2023-10-05"),
+    ("scene_mar2023", ""),            # no day: not a date
+    ("tile_12may", ""),
+    ("31 Feb 2023", ""),
     # Not dates: the answer is "" rather than a guess.
     ("", ""),
     (None, ""),

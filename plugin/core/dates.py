@@ -18,10 +18,22 @@ _MAX_YEAR = 2100
 # 2023/10/05, 2023:10:05 (TIFF/EXIF), 2023 10 05. Month and day may have one digit.
 _YMD_SEP = re.compile(r"(?<!\d)(\d{4})([-_./: ])(\d{1,2})\2(\d{1,2})(?!\d)")
 # Compact year first: 20231005, also followed by a time (20231005T103000,
-# 20231005103000) as satellite product names have.
-_YMD_COMPACT = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?=T\d|\d{6}(?!\d)|(?!\d))")
+# 20231005103000, Pleiades' 202310050212345) as satellite product names have.
+_YMD_COMPACT = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?=T\d|\d{6,7}(?!\d)|(?!\d))")
 # Day first (European): 05.10.2023, 05-10-2023, 05_10_2023, 05/10/2023.
 _DMY_SEP = re.compile(r"(?<!\d)(\d{1,2})([-_./])(\d{1,2})\2(\d{4})(?!\d)")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MON = "(" + "|".join(_MONTHS) + ")"
+_MONTH = _MON + r"[a-z]*\.?"         # Oct, Oct., October, Sept
+# Month names: 5 Oct 2023, 05OCT2023, 5-October-2023 and Oct 5, 2023,
+# October_5_2023 (how analysts name their captures).
+_DAY_MONTH_YEAR = re.compile(r"(?<![a-z\d])(\d{1,2})[ _-]?" + _MONTH + r"[ _,-]*(\d{4})(?!\d)",
+                             re.I)
+_MONTH_DAY_YEAR = re.compile(r"(?<![a-z\d])" + _MONTH +
+                             r"[ _-]?(\d{1,2})(?:st|nd|rd|th)?[ _,-]+(\d{4})(?!\d)", re.I)
+# Maxar (DigitalGlobe) product names: two-digit year, month, day and a
+# six-digit time, 23OCT05023456-M1BS-...
+_MAXAR = re.compile(r"(?<![a-z\d])(\d{2})" + _MON + r"(\d{2})\d{6}(?!\d)", re.I)
 
 # Metadata items that hold the acquisition date, best first. TIFFTAG_DATETIME
 # is often the processing time rather than the acquisition time, so it comes
@@ -67,8 +79,9 @@ def date_from_text(text):
     """The first calendar date written in ``text`` as "YYYY-MM-DD", or "".
 
     Understands 2023-10-05, 2023_10_05, 2023.10.05, 2023:10:05 10:30:00,
-    20231005, 20231005T103000 and day-first 05.10.2023 / 05-10-2023.
-    Year-first forms win over day-first ones; invalid dates are skipped.
+    20231005, 20231005T103000, day-first 05.10.2023 / 05-10-2023, month
+    names (5 Oct 2023, 05OCT2023, Oct 5, 2023) and Maxar's 23OCT05023456.
+    Year-first forms win over the others; invalid dates are skipped.
     """
     if not text:
         return ""
@@ -85,6 +98,13 @@ def date_from_text(text):
         iso = _iso(m.group(4), m.group(3), m.group(1))
         if iso:
             return iso
+    for pattern, (y, mo, d) in ((_DAY_MONTH_YEAR, (3, 2, 1)), (_MONTH_DAY_YEAR, (3, 1, 2)),
+                                (_MAXAR, (1, 2, 3))):
+        for m in pattern.finditer(text):
+            year = m.group(y) if len(m.group(y)) == 4 else "20" + m.group(y)
+            iso = _iso(year, _MONTHS.index(m.group(mo).lower()[:3]) + 1, m.group(d))
+            if iso:
+                return iso
     return ""
 
 
