@@ -116,6 +116,35 @@ def test_four_band_uint16_uses_visible_bands_and_masks_nodata(tmp_path):
     assert 0.0 <= np.nanpercentile(gray, 50) <= 1.0
 
 
+def test_black_collar_without_nodata_is_not_image(tmp_path):
+    """An 8-bit RGB export with a black collar and no nodata declared: the
+    collar is read as no data and kept out of the brightness stretch, as
+    if nodata were set; a car-sized black patch inside stays image."""
+    path = _write(tmp_path / "collar.tif", 32652, (500000, 0.5, 0, 4700000, 0, -0.5),
+                  width=200, height=200, bands=3)
+    ds = gdal.Open(path, gdal.GA_Update)
+    arrays = [ds.GetRasterBand(b + 1).ReadAsArray() for b in range(3)]
+    for b, a in enumerate(arrays):
+        a[:, :60] = 0                 # the collar: 30 m
+        a[100:106, 120:150] = 0       # a black car, 3 m x 15 m
+        ds.GetRasterBand(b + 1).WriteArray(a)
+    ds = None
+    src = RasterSource(path)
+    gray, valid = src.read(0, 0, 200, 200, 200, 200)
+    assert not valid[:, :60].any() and valid[:, 60:].all()
+    assert np.isnan(gray[:, :60]).all() and (gray[100:106, 120:150] < 0.05).all()
+    # the stretch is the one the image gives with its collar declared
+    with_nodata = _write(tmp_path / "declared.tif", 32652, (500000, 0.5, 0, 4700000, 0, -0.5),
+                         width=200, height=200, bands=3, nodata=0)
+    ds = gdal.Open(with_nodata, gdal.GA_Update)
+    for b, a in enumerate(arrays):
+        ds.GetRasterBand(b + 1).WriteArray(a)
+    ds = None
+    lo, scale, gamma = src.stretch()
+    assert (lo, scale, gamma) == RasterSource(with_nodata).stretch()
+    assert lo > 1.0
+
+
 def test_dark_products_are_brought_to_the_tones_the_network_knows(tmp_path):
     """A linear 11-bit product (most pixels dark, a few bright roofs) is
     brightened until its median is where the training scenes' medians

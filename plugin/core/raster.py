@@ -7,6 +7,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .errors import InputError
+from .imaging import box_along_x, box_along_y
 
 gdal.UseExceptions()
 
@@ -19,6 +20,13 @@ STRETCH_STRIPS = 16       # bands of rows sampled for the brightness stretch
 # ones cost nothing, so only very bright images are darkened).
 TONE_MEDIAN_RANGE = (0.25, 0.75)
 GAMMA_RANGE = (0.5, 2.0)
+# Integer images that declare no nodata often still have a black collar
+# (rotated strips, exports, screen grabs): pixels 0 in every band. They are
+# left out of the brightness stretch (a 17 % collar cost 4-5 % of a scene's
+# cars through the stretch alone), and black areas this wide or wider are
+# read as no data. Narrower ones, such as a dark car clipped to black, stay
+# image.
+FILL_WIDTH_M = 4.5
 
 
 def _metres_per_degree(lat_deg):
@@ -212,6 +220,9 @@ class RasterSource:
         self.has_mask = any(v is not None for v in self.nodata) or self.alpha_band is not None \
             or any(ds.GetRasterBand(i).GetMaskFlags() == gdal.GMF_PER_DATASET for i in self.bands)
         self.dtype = gdal.GetDataTypeName(b.DataType)
+        # black (0 in every band) is a collar, not image: see FILL_WIDTH_M
+        self.black_is_fill = not self.has_mask and b.DataType in (
+            gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32)
         if gdal.GetDataTypeName(b.DataType).startswith("C"):
             raise InputError("%s holds complex (radar) values; the counter needs optical "
                              "imagery." % os.path.basename(self.path))
@@ -249,6 +260,8 @@ class RasterSource:
             al = ds.GetRasterBand(self.alpha_band).ReadAsArray(
                 xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h)
             valid &= al > 0
+        if self.black_is_fill:
+            valid &= ~self._black_collar(stack, self.gsd_x_m * xsize / buf_w)
         if len(stack) == 1:
             gray = stack[0].astype(np.float32)
         else:
@@ -263,6 +276,20 @@ class RasterSource:
         if not valid.all():
             gray[~valid] = np.nan
         return gray, valid
+
+    @staticmethod
+    def _black_collar(stack, pixel_m):
+        """Where the bands are all 0 over areas FILL_WIDTH_M wide or wider
+        (a morphological opening of the black pixels)."""
+        black = stack[0] == 0
+        for a in stack[1:]:
+            black &= a == 0
+        if not black.any():
+            return black
+        n = max(3, int(round(FILL_WIDTH_M / pixel_m))) | 1
+        f = black.astype(np.float32)
+        core = box_along_y(box_along_x(f, n), n) >= 1.0 - 1e-6
+        return box_along_y(box_along_x(core.astype(np.float32), n), n) > 1e-6
 
     def stretch(self):
         """Offset and scale that map the 1st..99th brightness percentile of the
@@ -283,7 +310,7 @@ class RasterSource:
             for i in range(strips):
                 y = int((i + 0.5) * self.height / strips) // rows * rows
                 y = min(y, self.height - rows)
-                sums = None
+                sums = black = None
                 valid = np.ones((bh, bw), bool)
                 for k, bi in enumerate(self.bands):
                     a = ds.GetRasterBand(bi).ReadAsArray(0, y, self.width, rows,
@@ -293,8 +320,11 @@ class RasterSource:
                     if nd is not None:
                         valid &= a != nd
                     valid &= np.isfinite(a)
+                    black = (a == 0) if black is None else (black & (a == 0))
                     sums = a if sums is None else sums + a
                 ds.FlushCache()
+                if self.black_is_fill:
+                    valid &= ~black
                 parts.append((sums / len(self.bands))[valid])
             ds = None
             vals = np.concatenate(parts)
