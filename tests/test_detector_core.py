@@ -82,8 +82,9 @@ def test_paletted_image_is_read_as_colours_not_indices(tmp_path):
     ds = gdal.Open(path, gdal.GA_Update)
     band = ds.GetRasterBand(1)
     table = gdal.ColorTable()
-    for i in range(256):                       # index 0 is white, 255 black
-        table.SetColorEntry(i, (255 - i, 255 - i, 255 - i, 255))
+    for i in range(256):                       # index 0 is white, 255 near black
+        v = max(255 - i, 10)                   # (pure black would be a collar)
+        table.SetColorEntry(i, (v, v, v, 255))
     band.SetColorTable(table)
     band.SetColorInterpretation(gdal.GCI_PaletteIndex)
     band.WriteArray(np.repeat([[0] * 50 + [255] * 50], 100, axis=0).astype(np.uint8))
