@@ -146,6 +146,30 @@ def test_black_collar_without_nodata_is_not_image(tmp_path):
     assert lo > 1.0
 
 
+def test_internal_mask_band_is_no_data(tmp_path):
+    """A GeoTIFF whose mask band (gdal_translate -mask, JPEG-compressed
+    products) hides a white collar: the collar is neither read nor
+    stretched."""
+    path = _write(tmp_path / "masked.tif", 32652, (500000, 0.5, 0, 4700000, 0, -0.5),
+                  width=200, height=200, bands=3)
+    plain = RasterSource(path).stretch()
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+    for b in range(3):
+        a = ds.GetRasterBand(b + 1).ReadAsArray()
+        a[:50] = 255
+        ds.GetRasterBand(b + 1).WriteArray(a)
+    m = np.full((200, 200), 255, np.uint8)
+    m[:50] = 0
+    ds.GetRasterBand(1).GetMaskBand().WriteArray(m)
+    ds = None
+    src = RasterSource(path)
+    _gray, valid = src.read(0, 0, 200, 200, 200, 200)
+    assert not valid[:50].any() and valid[50:].all()
+    lo, scale, _gamma = src.stretch()
+    assert abs(1.0 / scale - 1.0 / plain[1]) < 0.05 / plain[1]    # not widened to 255
+
+
 def test_dark_products_are_brought_to_the_tones_the_network_knows(tmp_path):
     """A linear 11-bit product (most pixels dark, a few bright roofs) is
     brightened until its median is where the training scenes' medians

@@ -217,11 +217,12 @@ class RasterSource:
         self.bands = visible or [1]
         b = ds.GetRasterBand(self.bands[0])
         self.nodata = [ds.GetRasterBand(i).GetNoDataValue() for i in self.bands]
-        self.has_mask = any(v is not None for v in self.nodata) or self.alpha_band is not None \
-            or any(ds.GetRasterBand(i).GetMaskFlags() == gdal.GMF_PER_DATASET for i in self.bands)
+        self._per_dataset_mask = any(ds.GetRasterBand(i).GetMaskFlags() == gdal.GMF_PER_DATASET
+                                     for i in self.bands)
         self.dtype = gdal.GetDataTypeName(b.DataType)
-        # black (0 in every band) is a collar, not image: see FILL_WIDTH_M
-        self.black_is_fill = not self.has_mask and b.DataType in (
+        # black (0 in every band) is a collar, not image, unless the file
+        # says which value is no data: see FILL_WIDTH_M
+        self.black_is_fill = all(v is None for v in self.nodata) and b.DataType in (
             gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32)
         if gdal.GetDataTypeName(b.DataType).startswith("C"):
             raise InputError("%s holds complex (radar) values; the counter needs optical "
@@ -260,6 +261,10 @@ class RasterSource:
             al = ds.GetRasterBand(self.alpha_band).ReadAsArray(
                 xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h)
             valid &= al > 0
+        if self._per_dataset_mask:
+            mask = ds.GetRasterBand(self.bands[0]).GetMaskBand().ReadAsArray(
+                xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h)
+            valid &= mask > 0
         if self.black_is_fill:
             valid &= ~self._black_collar(stack, self.gsd_x_m * xsize / buf_w)
         if len(stack) == 1:
@@ -322,6 +327,11 @@ class RasterSource:
                     valid &= np.isfinite(a)
                     black = (a == 0) if black is None else (black & (a == 0))
                     sums = a if sums is None else sums + a
+                if self.alpha_band is not None or self._per_dataset_mask:
+                    # alpha or an internal mask: what is under it is not image
+                    mask = ds.GetRasterBand(self.bands[0]).GetMaskBand()
+                    valid &= mask.ReadAsArray(0, y, self.width, rows,
+                                              buf_xsize=bw, buf_ysize=bh) > 0
                 ds.FlushCache()
                 if self.black_is_fill:
                     valid &= ~black
