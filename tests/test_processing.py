@@ -86,6 +86,25 @@ def test_geographic_raster_sizes_in_metres(processing_ready, raster_factory, tmp
     assert results["COUNT"] + results["LOCOMOTIVES"] == len(feats)
 
 
+def test_raster_table_in_a_geopackage(processing_ready, raster_factory, tmp_path):
+    """A GeoPackage holding two dates as raster tables: the layer of one
+    table (source GPKG:file.gpkg:table) counts like the GeoTIFF."""
+    from osgeo import gdal
+    from qgis.core import QgsRasterLayer
+    path, truth = raster_factory("yard.tif", kind="utm", bands=3)
+    gpkg = str(tmp_path / "site.gpkg")
+    gdal.Translate(gpkg, path, format="GPKG", creationOptions=["RASTER_TABLE=d20231005"])
+    gdal.Translate(gpkg, path, format="GPKG", creationOptions=[
+        "RASTER_TABLE=d20220601", "APPEND_SUBDATASET=YES"])
+    layer = QgsRasterLayer("GPKG:%s:d20231005" % gpkg, "site 2023-10-05", "gdal")
+    assert layer.isValid()
+    out = tmp_path / "cars.gpkg"
+    results = run_count({"INPUT": layer, "OUTPUT": str(out)})
+    feats = check_output(load(out), results, 32652)
+    assert close_to(len(feats), truth["cars"]), (len(feats), truth["cars"])
+    assert {f["date"] for f in feats} == {"2023-10-05"}
+
+
 def _to_wgs84(points, epsg=32652):
     src, dst = osr.SpatialReference(), osr.SpatialReference()
     src.ImportFromEPSG(epsg)

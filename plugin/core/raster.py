@@ -60,7 +60,13 @@ class RasterSource:
         with none be counted (in QGIS's pixel frame, x = column, y = -row)."""
         self.path = path
         self.pixel_size_m = float(pixel_size_m or 0.0)
-        if not path or not (os.path.exists(path) or path.startswith("/vsi")):
+        # a file, or a GDAL connection string (GPKG:file.gpkg:table, NETCDF:...)
+        # whose file exists
+        parts = (path or "").split(":")
+        exists = bool(path) and (os.path.exists(path) or path.startswith("/vsi") or any(
+            os.path.exists(":".join(parts[i:j]))          # C:\\x.gpkg keeps its colon
+            for i in range(1, len(parts)) for j in range(i + 1, len(parts) + 1)))
+        if not exists:
             raise InputError("Raster file not found: %s. Choose an existing GeoTIFF or "
                              "other raster file." % path)
         try:
