@@ -98,6 +98,23 @@ def test_known_tracks_restrict_detection_to_them(yard):
     assert all(line.distance(Point(d.cx, d.cy)) <= 1.5 for d in shifted.detections)
 
 
+def test_tracks_layer_beyond_the_image(yard):
+    """A railway layer of a whole region counts what the site's part of it
+    counts; one that misses the image says so instead of counting nothing."""
+    path, truth = yard
+    one_train = [c for c in truth if c.train == truth[0].train]
+    (x0, y0), (x1, y1) = (one_train[0].cx, one_train[0].cy), (one_train[-1].cx, one_train[-1].cy)
+    dx, dy = x1 - x0, y1 - y0
+    line = LineString([(x0 - dx, y0 - dy), (x1 + dx, y1 + dy)])
+    # the same track running 200 km on, and lines elsewhere in the region
+    region = [LineString([(x0 - 1000 * dx, y0 - 1000 * dy), (x1 + 1000 * dx, y1 + 1000 * dy)])]
+    region += [LineString([(x0 + 5e4 + k * 10, y0), (x0 + 6e4, y0 + 5e4)]) for k in range(50)]
+    near = count_railcars(path, CountOptions(tracks_wkt=[line.wkt])).count
+    assert count_railcars(path, CountOptions(tracks_wkt=[g.wkt for g in region])).count == near
+    with pytest.raises(InputError, match="no lines over"):
+        count_railcars(path, CountOptions(tracks_wkt=[g.wkt for g in region[1:]]))
+
+
 def test_window_seams_do_not_change_the_count(yard, monkeypatch):
     path, _ = yard
     whole = count_railcars(path).count

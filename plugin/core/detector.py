@@ -170,6 +170,20 @@ def _aoi_pixel_bounds(src, aoi):
     return c0, r0, c1, r1
 
 
+def _near_raster(src, geoms, bounds, margin_m):
+    """``geoms`` cut to the part of the raster that is counted (``bounds``,
+    pixels) grown by ``margin_m``: a railway layer of a whole country
+    (QuickOSM) would otherwise be rasterised in full for every window."""
+    c0, r0, c1, r1 = bounds or (0, 0, src.width, src.height)
+    mx, my = margin_m / src.gsd_x_m + 2, margin_m / src.gsd_y_m + 2
+    corners = [src.pixel_to_map(c, r) for c in (c0 - mx, c1 + mx) for r in (r0 - my, r1 + my)]
+    xs, ys = zip(*corners)
+    area = box(min(xs), min(ys), max(xs), max(ys))
+    cut = [g.intersection(area) if not area.contains(g) else g for g in geoms
+           if g.intersects(area)]
+    return [g for g in cut if not g.is_empty]
+
+
 def _window_box(src, win):
     pts = [src.pixel_to_map(c, r) for c in (win.xoff, win.xoff + win.xsize)
            for r in (win.yoff, win.yoff + win.ysize)]
@@ -326,7 +340,12 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     aoi = unary_union(aoi_geoms) if aoi_geoms else None
     bounds = _aoi_pixel_bounds(src, aoi) if aoi is not None else None
     aoi_test = prep(aoi) if aoi is not None else None
-    tracks = _load_geometries(options.tracks_wkt, "tracks layer")
+    given = _load_geometries(options.tracks_wkt, "tracks layer")
+    tracks = _near_raster(src, given, bounds, TRACK_REACH_M)
+    if given and not tracks:
+        raise InputError("The rail tracks layer has no lines over %s%s. Choose the tracks of "
+                         "this site, or leave the layer empty to find the tracks on the image."
+                         % (os.path.basename(path), " and its area of interest" if aoi else ""))
     geo = _Geo(src)
 
     windows = [w for w in _windows(src, work, bounds)
