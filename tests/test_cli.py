@@ -223,3 +223,12 @@ def test_tracks_layer_off_the_image_is_lined_up_with_the_cars(tmp_path):
         else:
             assert moved and abs(float(moved.group(1)) - 3.5) <= 0.3, done.stderr
     assert counts["true"] > 30 and abs(counts["off"] - counts["true"]) <= 1, counts
+
+
+def test_pixels_coarser_than_a_metre_are_warned_about(raster_factory, tmp_path):
+    coarse, _ = raster_factory("coarse.tif", gsd_m=1.2)
+    fine, _ = raster_factory("fine.tif", gsd_m=1.0)
+    done = cli("count", "--input", coarse, "--output", tmp_path / "c.gpkg")
+    assert done.returncode == 0 and "Pixels of 1.20 m are coarser than 1 m" in done.stderr
+    done = cli("count", "--input", fine, "--output", tmp_path / "f.gpkg")
+    assert done.returncode == 0 and "coarser" not in done.stderr, done.stderr

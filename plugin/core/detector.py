@@ -36,6 +36,7 @@ from . import sharpness, track_alignment
 TILE_M = 260.0            # core of a window, metres (memory per worker ~ its square)
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
+COARSE_GSD_M = 1.05       # coarser than this, counts come out low (coarse_note)
 WORKERS = 2               # the machines analysts use have at least two cores
 # Windows look for cars this close to known tracks: as far as the tracks
 # layer may be off the image and still be lined up with it
@@ -94,9 +95,21 @@ class CountResult:
                 "on them." % (self.track_shift_m, self.track_shift_m, self.track_shift_to))
 
     @property
+    def coarse_note(self):
+        """A warning for pixels coarser than 1 m, else ''. Measured on tuning
+        scenes made coarser: 1.2 m pixels counted 5 % fewer cars than at
+        1 m, 1.45 m 10 % fewer (coupled cars merge)."""
+        if not self.gsd_m or self.gsd_m <= COARSE_GSD_M:
+            return ""
+        return ("Pixels of %.2f m are coarser than 1 m: coupled cars merge, and counts "
+                "come out about 5-10 %% low." % self.gsd_m)
+
+    @property
     def notes(self):
-        """How the image was counted, when not as it came: sharpened, tracks moved."""
-        return " ".join(n for n in (self.sharpening_note, self.track_note) if n)
+        """How the image was counted, when not as it came: sharpened, tracks
+        moved, pixels coarser than the counter is made for."""
+        return " ".join(n for n in (self.sharpening_note, self.track_note, self.coarse_note)
+                        if n)
 
 
 def _load_geometries(wkts, kind):

@@ -229,8 +229,9 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
 
         if result.sharpening_note:
             feedback.pushInfo(result.sharpening_note)
-        if result.track_note:
-            feedback.pushWarning(result.track_note)
+        for warning in (result.track_note, result.coarse_note):
+            if warning:
+                feedback.pushWarning(warning)
         feedback.pushInfo("%d railcars (%d locomotives), pixel size %.2f m"
                           % (result.count, result.locomotives, result.gsd_m or 0.0))
         if context.willLoadLayerOnCompletion(dest_id):

@@ -223,8 +223,9 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                     d.date, d.source = date, source
                 if res.sharpening_note:
                     feedback.pushInfo("    " + res.sharpening_note)
-                if res.track_note:
-                    feedback.pushWarning("    " + res.track_note)
+                for warning in (res.track_note, res.coarse_note):
+                    if warning:
+                        feedback.pushWarning("    " + warning)
                 feedback.pushInfo("    %d railcars (%d locomotives)" % (res.count,
                                                                         res.locomotives))
                 results.append((date, layer, source, res))
