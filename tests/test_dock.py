@@ -5,6 +5,7 @@ the table, the layers, the chart, the summary, files written."""
 import csv
 import datetime
 import os
+import re
 import time
 
 import matplotlib.dates as mdates
@@ -497,3 +498,32 @@ def test_soft_image_row_says_it_was_sharpened(dock, project, soft_yard, qtbot):
     i = [r[1] for r in table(dock)].index("yard 2023-10-05")
     assert "softer than its pixel size" in dock.table.item(i, 4).toolTip()
     assert dock.rows[sharp.id()].note == "" and dock.rows[soft.id()].note
+
+
+def test_tracks_layer_off_the_image_row_says_it_was_moved(dock, project, qtbot, tmp_path):
+    """OpenStreetMap tracks 3.5 m off the image: the panel counts the cars
+    on them all the same and its row says the lines were moved, and why."""
+    import math
+    from osgeo import ogr
+    from shapely import affinity, wkt
+    from conftest import UTM52N, write_vector
+    from test_detector import YARD
+    path, _ = synthetic.cached_scene(YARD, str(tmp_path))
+    lines = [wkt.loads(w) for w in synthetic.load_scene_info(path)["tracks"]]
+    az = math.radians(YARD.track_angle_deg)
+    off = [affinity.translate(g, 3.5 * math.cos(az), -3.5 * math.sin(az)).wkt for g in lines]
+    tracks = QgsVectorLayer(write_vector(tmp_path / "osm_rails.gpkg", off, UTM52N,
+                                         ogr.wkbLineString), "osm rails", "ogr")
+    project.addMapLayer(tracks)
+    add_raster(path, "yard 2023-10-05")
+    dock.tracks_combo.setCurrentIndex(dock.tracks_combo.findData(tracks.id()))
+    dock.run()
+    wait_done(dock, qtbot)
+    (row,) = table(dock)
+    assert row[4] == "done, tracks moved" and int(row[3]) > 30, row
+    tip = dock.table.item(0, 4).toolTip()
+    moved = re.search(r"rail tracks layer lies about ([0-9.]+) m off this image: the cars "
+                      r"stand [0-9.]+ m north-west", tip)
+    assert moved and abs(float(moved.group(1)) - 3.5) <= 0.5, tip
+    if os.environ.get("RAILCAR_SHOT"):
+        dock.grab().save(os.environ["RAILCAR_SHOT"])
