@@ -4,7 +4,7 @@ seams, progress and Cancel."""
 import math
 
 import pytest
-from shapely.geometry import LineString, Point
+from shapely.geometry import LineString, Point, box
 
 from railcar_counter.plugin.core import detector, evaluation, imaging, synthetic
 from railcar_counter.plugin.core.detector import CountOptions, count_railcars
@@ -78,6 +78,25 @@ def test_area_of_interest_keeps_cars_whose_centre_is_inside(yard):
     part = count_railcars(path, CountOptions(aoi_wkt=[aoi]))
     assert all(d.cx <= xcut for d in part.detections)
     assert 0.3 * full.count <= part.count <= 0.7 * full.count
+
+
+def test_area_of_interest_partly_off_the_image_is_reported(yard):
+    """An image that covers only part of the area of interest (a strip's
+    edge) is counted on that part, and the result says how much of the
+    area it covers: compared with other dates, its count is a lower bound."""
+    from railcar_counter.plugin.core.raster import RasterSource
+    path, _ = yard
+    src = RasterSource(path)
+    (x0, y1), (x1, y0) = src.pixel_to_map(0, 0), src.pixel_to_map(src.width, src.height)
+    inside = box(x0 + 20, y0 + 20, x1 - 20, y1 - 20)
+    overhang = box(x0 + (x1 - x0) / 2, y0 + 20, x1 + (x1 - x0) / 2, y1 - 20)   # half off
+    full = count_railcars(path, CountOptions(aoi_wkt=[inside.wkt]))
+    assert full.coverage > 0.99 and full.coverage_note == ""
+    half = count_railcars(path, CountOptions(aoi_wkt=[overhang.wkt]))
+    assert abs(half.coverage - 0.5) < 0.02, half.coverage
+    assert half.coverage_note.startswith("Only 50 % of the area of interest has image data")
+    assert half.coverage_note in half.notes
+    assert count_railcars(path).coverage is None      # no area of interest: nothing to say
 
 
 def test_known_tracks_restrict_detection_to_them(yard):

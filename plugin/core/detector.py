@@ -37,6 +37,7 @@ TILE_M = 260.0            # core of a window, metres (memory per worker ~ its sq
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 COARSE_GSD_M = 1.05       # coarser than this, counts come out low (coarse_note)
+FULL_COVERAGE = 0.95      # less of the area of interest with image data: coverage_note
 WORKERS = 2               # the machines analysts use have at least two cores
 # Windows look for cars this close to known tracks: as far as the tracks
 # layer may be off the image and still be lined up with it
@@ -67,6 +68,7 @@ class CountResult:
     sharpened: float = 0.0    # unsharp amount applied before counting (0: none)
     track_shift_m: float = 0.0  # how far the tracks layer was moved onto the cars (0: not)
     track_shift_to: str = ""    # which way ("north-east" ...)
+    coverage: float = None    # share of the area of interest with image data (None: no AOI)
 
     @property
     def count(self):
@@ -105,11 +107,22 @@ class CountResult:
                 "come out about 5-10 %% low." % self.gsd_m)
 
     @property
+    def coverage_note(self):
+        """A warning when the image covers only part of the area of
+        interest (a strip's edge, masked clouds), else ''."""
+        if self.coverage is None or self.coverage >= FULL_COVERAGE:
+            return ""
+        return ("Only %d %% of the area of interest has image data (the rest lies outside "
+                "the image or is no data): the count covers that part only."
+                % int(100 * self.coverage))
+
+    @property
     def notes(self):
         """How the image was counted, when not as it came: sharpened, tracks
-        moved, pixels coarser than the counter is made for."""
-        return " ".join(n for n in (self.sharpening_note, self.track_note, self.coarse_note)
-                        if n)
+        moved, pixels coarser than the counter is made for, part of the
+        area of interest without image."""
+        return " ".join(n for n in (self.sharpening_note, self.track_note, self.coarse_note,
+                                    self.coverage_note) if n)
 
 
 def _load_geometries(wkts, kind):
@@ -204,32 +217,47 @@ def _window_box(src, win):
     return box(min(xs), min(ys), max(xs), max(ys))
 
 
-def _track_mask(src, win, tracks_ogr, work):
-    """Known tracks burnt into the window's working grid, widened by
-    TRACK_REACH_M: where cars are looked for (which of them are on the
-    tracks is decided once the tracks are lined up with the image)."""
+def _burn(src, win, layer, all_touched=False):
+    """``layer`` (OGR) burnt into the window's working grid: 1 on it, 0 off."""
     drv = gdal.GetDriverByName("MEM")
     ds = drv.Create("", win.buf_w, win.buf_h, 1, gdal.GDT_Byte)
     g = src.gt
     ds.SetGeoTransform((g[0] + win.xoff * g[1] + win.yoff * g[2], g[1] * win.sx, g[2] * win.sy,
                         g[3] + win.xoff * g[4] + win.yoff * g[5], g[4] * win.sx, g[5] * win.sy))
     ds.SetProjection(src.crs_wkt)
-    gdal.RasterizeLayer(ds, [1], tracks_ogr, burn_values=[1], options=["ALL_TOUCHED=TRUE"])
-    m = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
+    gdal.RasterizeLayer(ds, [1], layer, burn_values=[1],
+                        options=["ALL_TOUCHED=TRUE"] if all_touched else [])
+    return ds.GetRasterBand(1).ReadAsArray()
+
+
+def _track_mask(src, win, tracks_ogr, work):
+    """Known tracks burnt into the window's working grid, widened by
+    TRACK_REACH_M: where cars are looked for (which of them are on the
+    tracks is decided once the tracks are lined up with the image)."""
+    m = _burn(src, win, tracks_ogr, all_touched=True).astype(np.float32)
     n = max(1, int(round(2 * TRACK_REACH_M / work))) | 1
     return box_along_y(box_along_x(m, n), n) > 0.01
 
 
-def _tracks_layer(src, tracks):
-    """An in-memory OGR layer of the track lines, for rasterising."""
+def _ogr_layer(src, geoms):
+    """An in-memory OGR layer of shapely geometries, for rasterising."""
     drv = ogr.GetDriverByName("Memory")
-    ds = drv.CreateDataSource("tracks")
-    lyr = ds.CreateLayer("tracks", src.srs.Clone() if src.crs_wkt else None, ogr.wkbUnknown)
-    for g in tracks:
+    ds = drv.CreateDataSource("geoms")
+    lyr = ds.CreateLayer("geoms", src.srs.Clone() if src.crs_wkt else None, ogr.wkbUnknown)
+    for g in geoms:
         f = ogr.Feature(lyr.GetLayerDefn())
         f.SetGeometry(ogr.CreateGeometryFromWkt(g.wkt))
         lyr.CreateFeature(f)
     return ds, lyr
+
+
+def _core_mask(win):
+    """The buffer pixels whose centres lie in the window's core (cores tile
+    the raster: each pixel belongs to one)."""
+    cx0, cy0, cx1, cy1 = win.core
+    nx = win.xoff + (np.arange(win.buf_w) + 0.5) * win.sx
+    ny = win.yoff + (np.arange(win.buf_h) + 0.5) * win.sy
+    return ((ny >= cy0) & (ny < cy1))[:, None] & ((nx >= cx0) & (nx < cx1))[None, :]
 
 
 class _Geo:
@@ -375,17 +403,25 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     def run(win):
         # OGR layers are not shared between threads: one per worker
         if tracks and not hasattr(local, "tracks"):
-            local.tracks = _tracks_layer(src, tracks)
-        gray, _ = src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
+            local.tracks = _ogr_layer(src, tracks)
+        if aoi is not None and not hasattr(local, "aoi"):
+            local.aoi = _ogr_layer(src, aoi_geoms)
+        gray, valid = src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
+        # image data in the area of interest, native pixels (see coverage)
+        covered = 0.0
+        if aoi is not None:
+            inside = _core_mask(win) & (_burn(src, win, local.aoi[1]) > 0)
+            covered = float((valid & inside).sum()) * win.sx * win.sy
         gray = sharpness.unsharp(gray, sigma, amount)
         mask = _track_mask(src, win, local.tracks[1], work) if tracks else None
         if mask is not None and not mask.any():
-            return win, []
+            return win, [], covered
         return win, detect_in_tile(gray, options.sensitivity, track_mask=mask,
-                                   is_canceled=is_canceled, source_gsd_m=src.gsd_m)
+                                   is_canceled=is_canceled, source_gsd_m=src.gsd_m), covered
 
     found = []
     done = 0
+    covered = 0.0
     # Two workers (numpy and GDAL release the GIL); a bounded queue keeps
     # memory flat whatever the raster size.
     with single_threaded_blas(), ThreadPoolExecutor(max_workers=WORKERS) as pool:
@@ -399,7 +435,8 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                 pending.append(pool.submit(run, win))
             if not pending:
                 break
-            win, cars = pending.popleft().result()
+            win, cars, win_covered = pending.popleft().result()
+            covered += win_covered
             if is_canceled is not None and is_canceled():
                 for f in pending:
                     f.cancel()
@@ -422,6 +459,11 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     shift = (0.0, 0.0)
     if tracks:
         dets, shift = _keep_on_tracks(src, dets, tracks)
+    coverage = None
+    if aoi is not None:
+        g = src.gt
+        aoi_px = aoi.area / abs(g[1] * g[5] - g[2] * g[4])
+        coverage = round(min(1.0, covered / aoi_px), 3) if aoi_px > 0 else 0.0
     date = options.date or raster_date(path)
     source = options.source or os.path.splitext(os.path.basename(path))[0]
     for d in dets:
@@ -431,4 +473,5 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     return CountResult(detections=dets, gsd_m=src.gsd_m, crs_wkt=crs, date=date, source=source,
                        blur_px=blur_px, sharpened=amount,
                        track_shift_m=round(math.hypot(*shift), 1),
-                       track_shift_to=geo.compass(src, shift) if any(shift) else "")
+                       track_shift_to=geo.compass(src, shift) if any(shift) else "",
+                       coverage=coverage)

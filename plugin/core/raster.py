@@ -37,6 +37,18 @@ def _metres_per_degree(lat_deg):
     return m_lat, m_lon
 
 
+def raster_source_exists(path):
+    """Whether ``path`` is an existing file, a /vsi path, or a GDAL
+    connection string (GPKG:site.gpkg:table, NETCDF:...) whose file exists."""
+    if not path:
+        return False
+    if os.path.exists(path) or path.startswith("/vsi"):
+        return True
+    parts = path.split(":")
+    return any(os.path.exists(":".join(parts[i:j]))      # C:\\x.gpkg keeps its colon
+               for i in range(1, len(parts)) for j in range(i + 1, len(parts) + 1))
+
+
 def tone_gamma(median):
     """The gamma that moves a stretched image's median brightness into
     TONE_MEDIAN_RANGE (1.0 when it is inside)."""
@@ -60,13 +72,7 @@ class RasterSource:
         with none be counted (in QGIS's pixel frame, x = column, y = -row)."""
         self.path = path
         self.pixel_size_m = float(pixel_size_m or 0.0)
-        # a file, or a GDAL connection string (GPKG:file.gpkg:table, NETCDF:...)
-        # whose file exists
-        parts = (path or "").split(":")
-        exists = bool(path) and (os.path.exists(path) or path.startswith("/vsi") or any(
-            os.path.exists(":".join(parts[i:j]))          # C:\\x.gpkg keeps its colon
-            for i in range(1, len(parts)) for j in range(i + 1, len(parts) + 1)))
-        if not exists:
+        if not raster_source_exists(path):
             raise InputError("Raster file not found: %s. Choose an existing GeoTIFF or "
                              "other raster file." % path)
         try:

@@ -61,6 +61,7 @@ from .. import qgis_layers
 from ..core import baseline as bl
 from ..core import dates as core_dates
 from ..core.errors import InputError
+from ..core.raster import raster_source_exists
 from .chart import SeriesChart
 from .task import CountTask, Job, RunParameters
 
@@ -887,14 +888,14 @@ class RailcarCounterDock(QgsDockWidget):
             except InputError as exc:
                 row.status, row.error = "not a file", str(exc)
                 raise
-            if not os.path.exists(path):
+            if not raster_source_exists(path):
                 row.status = "file missing"
                 row.error = ("The file %s no longer exists. Fix the layer's source or "
                              "untick it." % path)
                 raise InputError(row.error)
             crs = layer.crs()
             if aoi_key == "__1":
-                aoi = [self._extent_wkt(crs)] if self.iface is not None else []
+                aoi = [self._extent_wkt(crs, included)] if self.iface is not None else []
             else:
                 aoi = qgis_layers.layer_wkts(aoi_layer, crs,
                                              geometry_type=QgsWkbTypes.GeometryType.PolygonGeometry,
@@ -911,10 +912,21 @@ class RailcarCounterDock(QgsDockWidget):
         return RunParameters(jobs, float(self.sensitivity.value()),
                              self.site_edit.text().strip() or "Railcar counts")
 
-    def _extent_wkt(self, crs):
+    def _extent_wkt(self, crs, rows):
+        """The map extent as the area of interest, cut to where the ticked
+        images lie: a view wider than the site is not the site, and an image
+        that covers less of it than the others is then reported (coverage)."""
         canvas = self.iface.mapCanvas()
-        extent = canvas.extent()
         src = canvas.mapSettings().destinationCrs()
+        site = QgsRectangle()
+        for r in rows:
+            layer = self.project.mapLayer(r.layer_id)
+            ext = QgsCoordinateTransform(layer.crs(), src, self.project).transformBoundingBox(
+                layer.extent()) if layer.crs() != src else layer.extent()
+            site.combineExtentWith(ext)
+        extent = canvas.extent().intersect(site) if not site.isEmpty() else canvas.extent()
+        if extent.isEmpty():
+            extent = canvas.extent()      # a view off the images: the count says so
         if src != crs:
             tr = QgsCoordinateTransform(src, crs, self.project)
             extent = tr.transformBoundingBox(extent)
@@ -1163,8 +1175,10 @@ class RailcarCounterDock(QgsDockWidget):
         row.det_layer_id = layer.id()
         n = count_freight(layer)
         row.count = n if n is not None else result.count
-        row.status = ", ".join(["done"] + (["sharpened"] if result.sharpened else [])
-                               + (["tracks moved"] if result.track_shift_m else []))
+        row.status = ", ".join(
+            ["done"] + (["sharpened"] if result.sharpened else [])
+            + (["tracks moved"] if result.track_shift_m else [])
+            + (["%d %% covered" % int(100 * result.coverage)] if result.coverage_note else []))
         row.error = ""
         row.note = result.notes
         self._watch_detection_layer(layer, row.layer_id)

@@ -229,7 +229,7 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
 
         if result.sharpening_note:
             feedback.pushInfo(result.sharpening_note)
-        for warning in (result.track_note, result.coarse_note):
+        for warning in (result.track_note, result.coarse_note, result.coverage_note):
             if warning:
                 feedback.pushWarning(warning)
         feedback.pushInfo("%d railcars (%d locomotives), pixel size %.2f m"
