@@ -45,6 +45,8 @@ def test_summary_sentence_unprecedented_matches_issue_wording():
 
 @pytest.mark.parametrize("count,status,breaks,words", [
     (13, "normal", False, "within the usual range (median 12.5, 8-20, 2018-2023). Normal."),
+    (6, "normal", False, "6 railcars, below the previous minimum of 8 (2018-2023), but within "
+                         "the usual spread (median 12.5). Normal."),
     (19, "high", False, "High."),                 # score >= 2, not above max
     (21, "high", False, "21 railcars, 1.1 times the previous maximum of 20 (2018-2023). "
                         "High, but within the usual spread."),
@@ -124,6 +126,18 @@ def test_same_date_imagery_layers_are_summed():
     res = bl.compute([bl.Point("2023-10-05", 5, label="west"),
                       bl.Point("2023-10-05", 7, label="east")])
     assert res.latest.count == 12 and res.latest.label == "west, east"
+
+
+def test_a_caveat_on_the_latest_count_is_said_after_the_verdict():
+    """A latest image that covered only part of the site: the sentence says
+    what the number is compared with, then why it may be low. An imported
+    count's note (where it came from) is not a caveat."""
+    caveat = "Only 40 % of the area of interest has image data."
+    res = bl.compute(pts(HISTORY) + [bl.Point("2023-10-05", 0, note=caveat)])
+    assert res.latest.status == "low"
+    assert res.summary.endswith("Unusually low. " + caveat)
+    imported = bl.parse_counts_csv("2023-10-05,3,from a report\n")
+    assert "report" not in bl.compute(pts(HISTORY) + imported).summary
 
 
 @pytest.mark.parametrize("text,words", [

@@ -481,20 +481,21 @@ def test_area_of_interest_and_map_extent_limit_the_count(dock, project, raster_f
 def test_geopackage_image_and_a_map_view_wider_than_the_site(dock, project, raster_factory,
                                                              iface, qtbot, tmp_path):
     """An image kept as a raster table of a GeoPackage counts in the panel;
-    with the map extent as the area, a view wider than the image is cut to
-    the image, so nothing is reported missing. Another date that covers half
-    of the site is counted on its half, and its row says so."""
+    with the map extent as the area, a view wider than the images is cut to
+    them, so nothing is reported missing. A later image that covers half of
+    the site is counted on its half, its row says so, and so does the
+    summary: its low count may be the image, not the yard."""
     from osgeo import gdal
     path, truth = raster_factory("yard.tif", n_cars=12, tracks=2)
     gpkg = str(tmp_path / "site.gpkg")
-    gdal.Translate(gpkg, path, format="GPKG", creationOptions=["RASTER_TABLE=d20231005"])
-    whole = QgsRasterLayer("GPKG:%s:d20231005" % gpkg, "yard 2023-10-05", "gdal")
+    gdal.Translate(gpkg, path, format="GPKG", creationOptions=["RASTER_TABLE=d20220601"])
+    whole = QgsRasterLayer("GPKG:%s:d20220601" % gpkg, "yard 2022-06-01", "gdal")
     assert whole.isValid()
     project.addMapLayer(whole)
     ds = gdal.Open(path)
     half = str(tmp_path / "yard_half.tif")
     gdal.Translate(half, ds, srcWin=[0, 0, ds.RasterXSize // 2, ds.RasterYSize])
-    add_raster(half, "yard 2022-06-01")
+    add_raster(half, "yard 2023-10-05")
     canvas = iface.mapCanvas()
     canvas.setDestinationCrs(whole.crs())
     wide = whole.extent()
@@ -504,9 +505,13 @@ def test_geopackage_image_and_a_map_view_wider_than_the_site(dock, project, rast
     dock.run()
     wait_done(dock, qtbot)
     rows = {r[1]: r for r in table(dock)}
-    assert rows["yard 2023-10-05"][4] == "done" and int(rows["yard 2023-10-05"][3]) > 10
-    assert rows["yard 2022-06-01"][4] == "done, 50 % covered", rows
-    assert int(rows["yard 2022-06-01"][3]) < int(rows["yard 2023-10-05"][3])
+    assert rows["yard 2022-06-01"][4] == "done" and int(rows["yard 2022-06-01"][3]) > 10
+    assert rows["yard 2023-10-05"][4] == "done, 50 % covered", rows
+    assert int(rows["yard 2023-10-05"][3]) < int(rows["yard 2022-06-01"][3])
+    assert dock.summary_label.text().startswith("2023-10-05: ")
+    assert dock.summary_label.text().endswith(
+        "Only 50 % of the area of interest has image data (the rest lies outside the "
+        "image or is no data): the count covers that part only.")
 
 
 def test_the_same_error_on_many_images_is_said_once():

@@ -51,7 +51,7 @@ class Point:
     date: str                 # ISO YYYY-MM-DD
     count: int
     source: str = IMAGERY     # IMAGERY or IMPORTED
-    note: str = ""
+    note: str = ""            # imported: the CSV's note; imagery: a caveat on the count
     label: str = ""           # layer name(s) for imagery
 
 
@@ -145,6 +145,7 @@ def merge_points(points):
             else:
                 r.count += int(p.count)
                 r.label = ", ".join(x for x in (r.label, p.label) if x)
+                r.note = " ".join(x for x in (r.note, p.note) if x)
     rows.extend(imagery.values())
     for p in points:
         if p.source != IMAGERY:
@@ -278,10 +279,18 @@ def _cars(n):
 
 
 def summary_sentence(res):
-    """One plain sentence about the latest date (see module doc for words)."""
-    r, s = res.latest, res.stats
+    """One plain sentence about the latest date (see module doc for words),
+    and the caveat on its count when its imagery has one (part of the area
+    not imaged: a low count may be the image, not the yard)."""
+    r = res.latest
     if r is None:
         return "No counts yet: run the count or import historical counts."
+    text = _verdict(res)
+    return "%s %s" % (text, r.note) if r.source == IMAGERY and r.note else text
+
+
+def _verdict(res):
+    r, s = res.latest, res.stats
     head = "%s: %s" % (r.date, _cars(r.count))
     if s.n == 0:
         return ("%s. No baseline yet: count earlier dates or import historical "
@@ -313,6 +322,9 @@ def summary_sentence(res):
             _num(s.mean))) if s.mean > 0 else "baseline mean 0"
         return ("%s, %s, below the previous minimum of %s (%s). Unusually low.%s"
                 % (head, mean_txt, _num(s.min), years, few))
+    if r.count < s.min:
+        return ("%s, below the previous minimum of %s (%s), but within the usual spread "
+                "(median %s). Normal.%s" % (head, _num(s.min), years, _num(s.median), few))
     return ("%s, within the usual range (median %s, %s-%s, %s). Normal.%s"
             % (head, _num(s.median), _num(s.min), _num(s.max), years, few))
 

@@ -91,7 +91,7 @@ class RowState:
     """What the dock knows about one raster layer of the project."""
 
     def __init__(self, layer_id, include=True, date="", date_from="", count=None,
-                 status="", det_layer_id="", error="", note=""):
+                 status="", det_layer_id="", error="", note="", caveat=""):
         self.layer_id = layer_id
         self.include = include
         self.date = date
@@ -101,10 +101,12 @@ class RowState:
         self.det_layer_id = det_layer_id
         self.error = error
         self.note = note                # how the image was counted (e.g. sharpened)
+        self.caveat = caveat            # what its count means (e.g. half the area imaged)
 
     def to_dict(self):
         return {k: getattr(self, k) for k in ("include", "date", "date_from", "count",
-                                              "status", "det_layer_id", "error", "note")}
+                                              "status", "det_layer_id", "error", "note",
+                                              "caveat")}
 
     @classmethod
     def from_dict(cls, layer_id, d):
@@ -779,7 +781,7 @@ class RailcarCounterDock(QgsDockWidget):
             if row.include and row.date and row.count is not None:
                 layer = self.project.mapLayer(row.layer_id)
                 pts.append(bl.Point(row.date, int(row.count), bl.IMAGERY,
-                                    label=layer.name() if layer else ""))
+                                    note=row.caveat, label=layer.name() if layer else ""))
         return pts + list(self.imported)
 
     def _update_baseline(self):
@@ -969,7 +971,7 @@ class RailcarCounterDock(QgsDockWidget):
                 return None
         for job in params.jobs:
             row = self.rows[job.layer_id]
-            row.status, row.error, row.note = "waiting", "", ""
+            row.status, row.error, row.note, row.caveat = "waiting", "", "", ""
         self.refresh()
         task = CountTask(params, self._task_finished)
         task.layerStarted.connect(self._on_layer_started)
@@ -1181,6 +1183,7 @@ class RailcarCounterDock(QgsDockWidget):
             + (["%d %% covered" % int(100 * result.coverage)] if result.coverage_note else []))
         row.error = ""
         row.note = result.notes
+        row.caveat = result.coverage_note
         self._watch_detection_layer(layer, row.layer_id)
         return layer
 
