@@ -5,7 +5,7 @@ a few metres off the image being counted: each satellite image carries its
 own georeferencing error, commonly 3 to 10 m. Cars are kept only near the
 lines, so an offset of half a track spacing (2.5 m) would drop a whole
 yard's cars, or keep those of the next, unmapped track. Cars stand on the
-tracks, so the shift of the lines that brings the most detected cars onto
+tracks, so the shift of the lines that brings the detected cars closest to
 them is the layer's offset; it is measured from the detections themselves
 and applied before they are filtered.
 
