@@ -198,8 +198,8 @@ def _aoi_pixel_bounds(src, aoi):
 
 def _near_raster(src, geoms, bounds, margin_m):
     """``geoms`` cut to the part of the raster that is counted (``bounds``,
-    pixels) grown by ``margin_m``: a railway layer of a whole country
-    (QuickOSM) would otherwise be rasterised in full for every window."""
+    pixels) grown by ``margin_m``: a railway layer or a boundary of a whole
+    country would otherwise be rasterised in full for every window."""
     c0, r0, c1, r1 = bounds or (0, 0, src.width, src.height)
     mx, my = margin_m / src.gsd_x_m + 2, margin_m / src.gsd_y_m + 2
     corners = [src.pixel_to_map(c, r) for c in (c0 - mx, c1 + mx) for r in (r0 - my, r1 + my)]
@@ -405,7 +405,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         if tracks and not hasattr(local, "tracks"):
             local.tracks = _ogr_layer(src, tracks)
         if aoi is not None and not hasattr(local, "aoi"):
-            local.aoi = _ogr_layer(src, aoi_geoms)
+            local.aoi = _ogr_layer(src, _near_raster(src, aoi_geoms, bounds, 0.0))
         gray, valid = src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
         # image data in the area of interest, native pixels (see coverage)
         covered = 0.0
