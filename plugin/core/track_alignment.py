@@ -36,7 +36,7 @@ KEEP_SIGMA_M = 1.25
 # Move the lines only when that fits the cars clearly better (by this
 # fraction) and by MIN_SHIFT_M or more: closer is within the tolerance anyway.
 MIN_GAIN_FRACTION = 0.10
-MIN_SHIFT_M = 1.0
+MIN_SHIFT_M = 1.5
 # Shifts that score within this fraction of the best are as good: take the
 # shortest (straight tracks leave a shift along them undetermined).
 TIE_FRACTION = 0.02
