@@ -256,7 +256,7 @@ def run_demo(args):
     per_date = _write_per_date(all_path, os.path.join(out, "detections"),
                                [d for d, _p in rasters])
     # SVG from the same numbers (the CSV is what was computed).
-    points = [bl.Point(r["date"], int(r["count"]), r["source"])
+    points = [bl.Point(r["date"], int(r["count"]), r["source"], note=r.get("note") or "")
               for r in _read_csv(csv_path)]
     series_chart.save(bl.compute(points), os.path.join(out, "chart.svg"), title=DEMO_SITE)
     qgz = write_demo_project(os.path.join(out, "demo.qgz"), "%s (demo)" % DEMO_SITE,

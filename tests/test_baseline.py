@@ -191,3 +191,18 @@ def test_ratio_text_rounds_like_the_sentence():
     assert bl.ratio_text(63 / 28) == "2.3" == bl._ratio_text(63, 28)
     assert bl.ratio_text(73 / 20) == "3.7"
     assert bl.ratio_text(None) == "\u2013"
+
+
+def test_chart_draws_a_partly_imaged_date_hollow():
+    """A date whose image covered only part of the site is drawn as an open
+    circle, named in the legend, and can still be picked."""
+    from railcar_counter.plugin.core import series_chart
+    caveat = "Only 40 % of the area of interest has image data."
+    res = bl.compute(pts(HISTORY) + [bl.Point("2023-10-05", 5, note=caveat)])
+    fig = series_chart.new_figure()
+    ax, picks = series_chart.draw(fig, res)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "part of area imaged" in labels and "imagery" in labels
+    (hollow,) = [a for a, dates in picks.items() if dates == ["2023-10-05"]]
+    assert tuple(hollow.get_facecolor()[0][:3]) == (1.0, 1.0, 1.0)
+    assert sum(len(d) for d in picks.values()) == len(HISTORY) + 1

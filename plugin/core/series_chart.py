@@ -80,7 +80,10 @@ def draw(fig, res, band="minmax", title=""):
                    label="max %s" % bl._num(s.max), zorder=2)
 
     ax.plot(dates, [r.count for r in rows], color=COLOURS["line"], lw=1.2, zorder=3)
-    img = [r for r in rows if r.source == bl.IMAGERY]
+    # imagery whose count carries a caveat (part of the area not imaged)
+    # is drawn hollow: its count is a lower bound
+    img = [r for r in rows if r.source == bl.IMAGERY and not r.note]
+    part = [r for r in rows if r.source == bl.IMAGERY and r.note]
     imp = [r for r in rows if r.source != bl.IMAGERY]
     if img:
         art = ax.scatter([_day(r.date) for r in img], [r.count for r in img], s=22,
@@ -88,6 +91,12 @@ def draw(fig, res, band="minmax", title=""):
                          picker=True)
         art.set_pickradius(6)
         picks[art] = [r.date for r in img]
+    if part:
+        art = ax.scatter([_day(r.date) for r in part], [r.count for r in part], s=26,
+                         facecolor="white", edgecolor=COLOURS["line"], linewidths=1.5,
+                         zorder=4, label="part of area imaged", picker=True)
+        art.set_pickradius(6)
+        picks[art] = [r.date for r in part]
     if imp:
         art = ax.scatter([_day(r.date) for r in imp], [r.count for r in imp], s=26,
                          marker="s", facecolor="white", edgecolor=COLOURS["imported"],

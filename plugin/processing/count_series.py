@@ -234,7 +234,7 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
         except InputError as exc:
             raise QgsProcessingException(str(exc))
 
-        points = [bl.Point(date, res.count, bl.IMAGERY, label=source)
+        points = [bl.Point(date, res.count, bl.IMAGERY, note=res.coverage_note, label=source)
                   for date, _l, source, res in results] + imported
         series = bl.compute(points, window)
 
