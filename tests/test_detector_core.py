@@ -117,6 +117,12 @@ def test_four_band_uint16_uses_visible_bands_and_masks_nodata(tmp_path):
     assert 0.0 <= np.nanpercentile(gray, 50) <= 1.0
 
 
+def test_eight_band_worldview_product_is_read_through_blue_green_red(tmp_path):
+    path = _write(tmp_path / "wv3_8band.tif", 32652, (500000, 0.3, 0, 4700000, 0, -0.3),
+                  bands=8, dtype=gdal.GDT_UInt16)
+    assert RasterSource(path).bands == [2, 3, 5]
+
+
 def test_black_collar_without_nodata_is_not_image(tmp_path):
     """An 8-bit RGB export with a black collar and no nodata declared: the
     collar is read as no data and kept out of the brightness stretch, as

@@ -224,7 +224,10 @@ class RasterSource:
                if c in (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand)]
         others = [i + 1 for i in range(n) if i + 1 != self.alpha_band]
         # GeoTIFFs without photometric tags call band 1 'gray' and the rest
-        # 'undefined': take three or more such bands as B,G,R(,NIR) or R,G,B
+        # 'undefined': take three or more such bands as B,G,R(,NIR) or R,G,B,
+        # and eight as WorldView-2/3's coastal, B, G, yellow, R, red edge, NIR1, NIR2
+        if len(others) == 8:
+            others = [others[1], others[2], others[4]]
         visible = rgb if rgb else (others[:3] if len(others) >= 3 else others[:1])
         self.bands = visible or [1]
         b = ds.GetRasterBand(self.bands[0])
