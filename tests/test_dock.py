@@ -507,6 +507,8 @@ def test_geopackage_image_and_a_map_view_wider_than_the_site(dock, project, rast
     rows = {r[1]: r for r in table(dock)}
     assert rows["yard 2022-06-01"][4] == "done" and int(rows["yard 2022-06-01"][3]) > 10
     assert rows["yard 2023-10-05"][4] == "done, 50 % covered", rows
+    assert dock.run_label.text() == ("Done: 2 image(s) counted; 1 with a note in the Status "
+                                     "column (hover it).")
     assert int(rows["yard 2023-10-05"][3]) < int(rows["yard 2022-06-01"][3])
     assert dock.summary_label.text().startswith("2023-10-05: ")
     assert dock.summary_label.text().endswith(

@@ -1058,7 +1058,11 @@ class RailcarCounterDock(QgsDockWidget):
                                    % (built, len(task.params.jobs)))
         else:
             self.progress.setValue(100)
-            self.run_label.setText("Done: %d image(s) counted." % built)
+            noted = sum(1 for o in task.outcomes if not o.error and o.result is not None
+                        and o.result.notes)
+            self.run_label.setText("Done: %d image(s) counted%s." % (
+                built, "; %d with a note in the Status column (hover it)" % noted
+                if noted else ""))
         self._set_project_time_range()
         self._mark_dirty()
         self.refresh()
