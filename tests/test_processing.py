@@ -41,7 +41,7 @@ def close_to(found, truth, rel=0.25):
 def check_output(layer, results, epsg):
     assert [f.name() for f in layer.fields() if f.name() != "fid"] == FIELDS
     assert layer.crs().authid() == "EPSG:%d" % epsg
-    assert QgsWkbTypes.geometryType(layer.wkbType()) == QgsWkbTypes.PolygonGeometry
+    assert QgsWkbTypes.geometryType(layer.wkbType()) == QgsWkbTypes.GeometryType.PolygonGeometry
     feats = list(layer.getFeatures())
     locos = sum(1 for f in feats if f["type"] == "locomotive")
     assert results["COUNT"] == len(feats) - locos

@@ -34,7 +34,7 @@ def test_feature_from_detection():
     assert feat["score"] == pytest.approx(0.877)
     assert feat["type"] == "tank" and feat["date"] == "2023-10-05" and feat["source"] == "yard.tif"
     geom = feat.geometry()
-    assert geom.type() == QgsWkbTypes.PolygonGeometry
+    assert geom.type() == QgsWkbTypes.GeometryType.PolygonGeometry
     assert geom.area() == pytest.approx(14.0 * 3.1, rel=1e-3)   # WKT keeps mm
     c = geom.centroid().asPoint()
     assert (c.x(), c.y()) == pytest.approx((500100.0, 4699900.0))
@@ -66,7 +66,7 @@ def test_aoi_is_reprojected_into_the_raster_crs():
     # A small square near Tumangang in degrees.
     aoi = _memory("Polygon", "EPSG:4326",
                   ["POLYGON((130.60 42.42, 130.601 42.42, 130.601 42.421, 130.60 42.421, 130.60 42.42))"])
-    wkts = qgis_layers.layer_wkts(aoi, UTM, geometry_type=QgsWkbTypes.PolygonGeometry)
+    wkts = qgis_layers.layer_wkts(aoi, UTM, geometry_type=QgsWkbTypes.GeometryType.PolygonGeometry)
     assert len(wkts) == 1
     geom = QgsGeometry.fromWkt(wkts[0])
     box = geom.boundingBox()
@@ -85,13 +85,14 @@ def test_selected_features_only():
 def test_wrong_geometry_type_is_explained():
     points = _memory("Point", "EPSG:32652", ["POINT(1 2)"])
     with pytest.raises(InputError, match="area of interest.*polygons"):
-        qgis_layers.layer_wkts(points, UTM, geometry_type=QgsWkbTypes.PolygonGeometry,
+        qgis_layers.layer_wkts(points, UTM, geometry_type=QgsWkbTypes.GeometryType.PolygonGeometry,
                                what="area of interest")
 
 
 def test_invalid_polygon_is_repaired():
     bowtie = _memory("Polygon", "EPSG:32652", ["POLYGON((0 0, 10 10, 10 0, 0 10, 0 0))"])
-    wkts = qgis_layers.layer_wkts(bowtie, UTM, geometry_type=QgsWkbTypes.PolygonGeometry)
+    wkts = qgis_layers.layer_wkts(bowtie, UTM,
+                                  geometry_type=QgsWkbTypes.GeometryType.PolygonGeometry)
     assert QgsGeometry.fromWkt(wkts[0]).isGeosValid()
 
 
