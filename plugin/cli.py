@@ -202,7 +202,8 @@ def _configure_count(parser):
     parser.add_argument("--aoi", metavar="POLYGONS",
                         help="area of interest: only cars inside its polygons count")
     parser.add_argument("--tracks", metavar="LINES",
-                        help="rail track lines (for example from OpenStreetMap)")
+                        help="rail track lines (for example from OpenStreetMap); a layer a "
+                             "few metres off the image is lined up with the cars first")
     parser.add_argument("--sensitivity", type=float, default=None, metavar="0..1",
                         help="0 finds only clear cars, 1 finds more (default 0.5)")
     parser.add_argument("--date", default="", metavar="YYYY-MM-DD",
