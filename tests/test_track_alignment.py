@@ -64,3 +64,14 @@ def test_too_few_cars_to_tell_leave_the_layer_alone():
     points, lines, n = yard(n_tracks=1, cars=5)
     layer = moved(lines, 3.0 * n)
     assert best_shift(points, np.ones(len(points)), layer) == (0.0, 0.0)
+
+
+def test_one_line_for_a_double_track_keeps_both_tracks():
+    """Maps often draw a double main line as one line between its tracks:
+    the cars of both, 2.3-2.5 m either side, count, and the line is not
+    pulled onto one of them."""
+    points, lines, n = yard(n_tracks=2, cars=15)
+    a, b = np.array(lines[0]), np.array(lines[1])
+    middle = [[tuple(p) for p in (a + b) / 2]]
+    assert best_shift(points, np.ones(len(points)), middle) == (0.0, 0.0)
+    assert near_lines(points, middle).all()

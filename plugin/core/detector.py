@@ -38,6 +38,7 @@ MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on 
 MAX_GSD_M = 1.5           # coarser pixels cannot show a 3 m wide car
 COARSE_GSD_M = 1.05       # coarser than this, counts come out low (coarse_note)
 FULL_COVERAGE = 0.95      # less of the area of interest with image data: coverage_note
+TRACK_NOTE_M = 1.5        # a tracks layer moved this far or farther: track_note
 WORKERS = 2               # the machines analysts use have at least two cores
 # Windows look for cars this close to known tracks: as far as the tracks
 # layer may be off the image and still be lined up with it
@@ -89,8 +90,10 @@ class CountResult:
 
     @property
     def track_note(self):
-        """One line for the log when the tracks layer was off the image, else ''."""
-        if not self.track_shift_m:
+        """One line for the log when the tracks layer was off the image by
+        TRACK_NOTE_M or more, else '' (off-nadir roofs lean 1-2 m off their
+        tracks: smaller shifts are the image's, not the layer's)."""
+        if self.track_shift_m < TRACK_NOTE_M:
             return ""
         return ("The rail tracks layer lies about %.1f m off this image: the cars stand %.1f m "
                 "%s of its lines. The lines were moved onto the cars before keeping the cars "

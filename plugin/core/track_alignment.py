@@ -13,7 +13,10 @@ Points and lines are in a metric frame (metres, any origin and axes).
 """
 import numpy as np
 
-TOLERANCE_M = 2.5       # a car counts on a line when its centre lies this close
+# A car counts on a line when its centre lies this close: the next track's
+# cars are 4.5-5 m away, and the cars of both tracks of a double line that a
+# map draws as one line between them are 2.3-2.5 m away.
+TOLERANCE_M = 3.0
 MAX_SHIFT_M = 6.0       # offsets searched, metres in any direction
 # How closely a detected car's centre follows its track's centre line. The
 # search scores each shift by how close the cars come to the lines (a
@@ -32,11 +35,12 @@ ALIGNED_M = 0.8
 # how close it lies (a Gaussian of KEEP_SIGMA_M): a few cars of the next
 # track at the edge of the tolerance count little.
 KEEP_FRACTION = 0.8
-KEEP_SIGMA_M = 1.25
+KEEP_SIGMA_M = 1.0
 # Move the lines only when that fits the cars clearly better (by this
-# fraction) and by MIN_SHIFT_M or more: closer is within the tolerance anyway.
+# fraction) and by MIN_SHIFT_M or more: closer, cars are within the
+# tolerance anyway, and far from the next track's.
 MIN_GAIN_FRACTION = 0.10
-MIN_SHIFT_M = 1.5
+MIN_SHIFT_M = 1.0
 # Shifts that score within this fraction of the best are as good: take the
 # shortest (straight tracks leave a shift along them undetermined).
 TIE_FRACTION = 0.02
@@ -101,15 +105,16 @@ def _nearest(points, segs, pi, si, shift):
     return out
 
 
-def best_shift(points, weights, lines, max_shift=MAX_SHIFT_M):
+def best_shift(points, weights, lines, max_shift=None):
     """The shift (dx, dy) to add to ``lines`` that brings the ``points``
     (weighted) closest to them; (0, 0) when the lines already run through
     the cars they hold, or no shift fits clearly better (MIN_GAIN_FRACTION)
     while keeping those cars (KEEP_FRACTION), or it is under MIN_SHIFT_M."""
+    max_shift = MAX_SHIFT_M if max_shift is None else max_shift
     points = np.asarray(points, np.float64).reshape(-1, 2)
     weights = np.asarray(weights, np.float64).reshape(-1)
     segs = segments(lines)
-    pi, si = _pairs(points, segs, 3 * FIT_SIGMA_M + max_shift)
+    pi, si = _pairs(points, segs, max(3 * FIT_SIGMA_M, TOLERANCE_M) + max_shift)
     if len(np.unique(pi)) < MIN_CARS:
         return 0.0, 0.0
 
@@ -147,11 +152,19 @@ def best_shift(points, weights, lines, max_shift=MAX_SHIFT_M):
     base = fit([(0.0, 0.0)])[0]
     if np.hypot(*best) < MIN_SHIFT_M or fit([best])[0] < (1.0 + MIN_GAIN_FRACTION) * base:
         return 0.0, 0.0
+    # moved, the lines must run through the cars (as ALIGNED_M says of lines
+    # left alone): a line mapped between two tracks is not moved onto one
+    d = _nearest(points, segs, pi, si, best)
+    on = d <= TOLERANCE_M
+    if not on.any() or np.median(d[on]) > ALIGNED_M:
+        return 0.0, 0.0
     return float(best[0]), float(best[1])
 
 
-def near_lines(points, lines, shift=(0.0, 0.0), tolerance=TOLERANCE_M):
-    """Which ``points`` lie within ``tolerance`` of ``lines`` moved by ``shift``."""
+def near_lines(points, lines, shift=(0.0, 0.0), tolerance=None):
+    """Which ``points`` lie within ``tolerance`` (TOLERANCE_M) of ``lines``
+    moved by ``shift``."""
+    tolerance = TOLERANCE_M if tolerance is None else tolerance
     points = np.asarray(points, np.float64).reshape(-1, 2)
     segs = segments(lines)
     reach = tolerance + float(np.hypot(*shift))

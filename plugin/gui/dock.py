@@ -1183,7 +1183,7 @@ class RailcarCounterDock(QgsDockWidget):
         row.count = n if n is not None else result.count
         row.status = ", ".join(
             ["done"] + (["sharpened"] if result.sharpened else [])
-            + (["tracks moved"] if result.track_shift_m else [])
+            + (["tracks moved"] if result.track_note else [])
             + (["%d %% covered" % int(100 * result.coverage)] if result.coverage_note else []))
         row.error = ""
         row.note = result.notes
