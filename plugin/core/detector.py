@@ -120,12 +120,18 @@ class CountResult:
                 % int(100 * self.coverage))
 
     @property
+    def warnings(self):
+        """What the analyst should know about this count: tracks moved,
+        pixels coarser than the counter is made for, part of the area of
+        interest without image."""
+        return [n for n in (self.track_note, self.coarse_note, self.coverage_note) if n]
+
+    @property
     def notes(self):
-        """How the image was counted, when not as it came: sharpened, tracks
-        moved, pixels coarser than the counter is made for, part of the
-        area of interest without image."""
-        return " ".join(n for n in (self.sharpening_note, self.track_note, self.coarse_note,
-                                    self.coverage_note) if n)
+        """How the image was counted, when not as it came: the sharpening
+        note and the warnings, in one text."""
+        return " ".join(([self.sharpening_note] if self.sharpening_note else [])
+                        + self.warnings)
 
 
 def _load_geometries(wkts, kind):
@@ -273,9 +279,10 @@ class _Geo:
             lat = src.pixel_to_map(src.width / 2, src.height / 2)[1]
             self.m_lat, self.m_lon = _metres_per_degree(lat)
 
-    def compass(self, src, shift):
+    def compass(self, shift):
         """Where a shift in metres along columns and rows points on the
         ground: "north", "south-west" ..."""
+        src = self.src
         c, r = src.width / 2.0, src.height / 2.0
         x0, y0 = src.pixel_to_map(c, r)
         x1, y1 = src.pixel_to_map(c + shift[0] / src.gsd_x_m, r + shift[1] / src.gsd_y_m)
@@ -307,15 +314,6 @@ class _Geo:
                          score=round(car.score, 3), type=car.type, corners=corners)
 
 
-def _metric_frame(src):
-    """map (x, y) -> metres along the raster's columns and rows: a local
-    ground frame whatever the CRS (degrees and feet too)."""
-    def to_metres(x, y):
-        c, r = src.map_to_pixel(x, y)
-        return c * src.gsd_x_m, r * src.gsd_y_m
-    return to_metres
-
-
 def _line_parts(geom):
     """The vertex sequences of a line geometry (multi-part and collections too)."""
     if hasattr(geom, "geoms"):
@@ -326,8 +324,10 @@ def _line_parts(geom):
 def _keep_on_tracks(src, dets, tracks):
     """The detections on the known tracks, once the tracks are lined up with
     the image (track_alignment), and the shift applied, in metres along the
-    raster's columns and rows."""
-    to_metres = _metric_frame(src)
+    raster's columns and rows (a local ground frame whatever the CRS)."""
+    def to_metres(x, y):
+        c, r = src.map_to_pixel(x, y)
+        return c * src.gsd_x_m, r * src.gsd_y_m
     points = [to_metres(d.cx, d.cy) for d in dets]
     lines = [[to_metres(x, y) for x, y, *_ in part]
              for g in tracks for part in _line_parts(g)]
@@ -384,6 +384,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     aoi = unary_union(aoi_geoms) if aoi_geoms else None
     bounds = _aoi_pixel_bounds(src, aoi) if aoi is not None else None
     aoi_test = prep(aoi) if aoi is not None else None
+    aoi_near = _near_raster(src, aoi_geoms, bounds, 0.0) if aoi is not None else []
     given = _load_geometries(options.tracks_wkt, "tracks layer")
     tracks = _near_raster(src, given, bounds, TRACK_REACH_M)
     if given and not tracks:
@@ -408,7 +409,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         if tracks and not hasattr(local, "tracks"):
             local.tracks = _ogr_layer(src, tracks)
         if aoi is not None and not hasattr(local, "aoi"):
-            local.aoi = _ogr_layer(src, _near_raster(src, aoi_geoms, bounds, 0.0))
+            local.aoi = _ogr_layer(src, aoi_near)
         gray, valid = src.read(win.xoff, win.yoff, win.xsize, win.ysize, win.buf_w, win.buf_h)
         # image data in the area of interest, native pixels (see coverage)
         covered = 0.0
@@ -476,5 +477,5 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     return CountResult(detections=dets, gsd_m=src.gsd_m, crs_wkt=crs, date=date, source=source,
                        blur_px=blur_px, sharpened=amount,
                        track_shift_m=round(math.hypot(*shift), 1),
-                       track_shift_to=geo.compass(src, shift) if any(shift) else "",
+                       track_shift_to=geo.compass(shift) if any(shift) else "",
                        coverage=coverage)

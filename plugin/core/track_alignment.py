@@ -125,14 +125,15 @@ def best_shift(points, weights, lines, max_shift=None):
     held = np.where(on0, weights * np.exp(-0.5 * (d0 / KEEP_SIGMA_M) ** 2), 0.0)
     must_keep = KEEP_FRACTION * held.sum() if on0.sum() >= MIN_CARS else 0.0
 
+    def fit_of(d):
+        """How close cars at distances ``d`` are to the lines; -1 when the
+        shift loses the cars already on them."""
+        if held[d <= TOLERANCE_M].sum() < must_keep:
+            return -1.0
+        return (weights * np.exp(-0.5 * (d / FIT_SIGMA_M) ** 2)).sum()
+
     def fit(shifts):
-        out = []
-        for s in shifts:
-            d = _nearest(points, segs, pi, si, s)
-            kept = held[d <= TOLERANCE_M].sum()
-            out.append((weights * np.exp(-0.5 * (d / FIT_SIGMA_M) ** 2)).sum()
-                       if kept >= must_keep else -1.0)
-        return np.array(out)
+        return np.array([fit_of(_nearest(points, segs, pi, si, s)) for s in shifts])
 
     def disc(step, radius, centre=(0.0, 0.0)):
         r = np.arange(-radius, radius + step / 2, step)
@@ -149,12 +150,11 @@ def best_shift(points, weights, lines, max_shift=None):
     f_fine = fit(fine)
     cand = fine[f_fine >= (1.0 - TIE_FRACTION) * f_fine.max()]
     best = cand[np.argmin(np.hypot(cand[:, 0], cand[:, 1]))]
-    base = fit([(0.0, 0.0)])[0]
-    if np.hypot(*best) < MIN_SHIFT_M or fit([best])[0] < (1.0 + MIN_GAIN_FRACTION) * base:
+    d = _nearest(points, segs, pi, si, best)
+    if np.hypot(*best) < MIN_SHIFT_M or fit_of(d) < (1.0 + MIN_GAIN_FRACTION) * fit_of(d0):
         return 0.0, 0.0
     # moved, the lines must run through the cars (as ALIGNED_M says of lines
     # left alone): a line mapped between two tracks is not moved onto one
-    d = _nearest(points, segs, pi, si, best)
     on = d <= TOLERANCE_M
     if not on.any() or np.median(d[on]) > ALIGNED_M:
         return 0.0, 0.0

@@ -882,6 +882,7 @@ class RailcarCounterDock(QgsDockWidget):
         tracks_layer = None
         if tracks_key not in (None, "__0"):
             tracks_layer = self.project.mapLayer(tracks_key)
+        view = self._site_view(included) if aoi_key == "__1" and self.iface else None
         jobs = []
         for row in included:
             layer = self.project.mapLayer(row.layer_id)
@@ -897,7 +898,7 @@ class RailcarCounterDock(QgsDockWidget):
                 raise InputError(row.error)
             crs = layer.crs()
             if aoi_key == "__1":
-                aoi = [self._extent_wkt(crs, included)] if self.iface is not None else []
+                aoi = [self._view_wkt(view, crs)] if view is not None else []
             else:
                 aoi = qgis_layers.layer_wkts(aoi_layer, crs,
                                              geometry_type=QgsWkbTypes.GeometryType.PolygonGeometry,
@@ -914,25 +915,28 @@ class RailcarCounterDock(QgsDockWidget):
         return RunParameters(jobs, float(self.sensitivity.value()),
                              self.site_edit.text().strip() or "Railcar counts")
 
-    def _extent_wkt(self, crs, rows):
-        """The map extent as the area of interest, cut to where the ticked
-        images lie: a view wider than the site is not the site, and an image
-        that covers less of it than the others is then reported (coverage)."""
+    def _site_view(self, rows):
+        """The map extent as the area of interest (canvas CRS), cut to where
+        the ticked images lie: a view wider than the site is not the site,
+        and an image that covers less of it than the others is then
+        reported (coverage)."""
         canvas = self.iface.mapCanvas()
-        src = canvas.mapSettings().destinationCrs()
+        dest = canvas.mapSettings().destinationCrs()
         site = QgsRectangle()
         for r in rows:
             layer = self.project.mapLayer(r.layer_id)
-            ext = QgsCoordinateTransform(layer.crs(), src, self.project).transformBoundingBox(
-                layer.extent()) if layer.crs() != src else layer.extent()
+            ext = QgsCoordinateTransform(layer.crs(), dest, self.project).transformBoundingBox(
+                layer.extent()) if layer.crs() != dest else layer.extent()
             site.combineExtentWith(ext)
-        extent = canvas.extent().intersect(site) if not site.isEmpty() else canvas.extent()
-        if extent.isEmpty():
-            extent = canvas.extent()      # a view off the images: the count says so
-        if src != crs:
-            tr = QgsCoordinateTransform(src, crs, self.project)
-            extent = tr.transformBoundingBox(extent)
-        return QgsGeometry.fromRect(extent).asWkt()
+        view = canvas.extent().intersect(site) if not site.isEmpty() else canvas.extent()
+        return view if not view.isEmpty() else canvas.extent()   # off the images: said later
+
+    def _view_wkt(self, view, crs):
+        """``view`` (canvas CRS) as WKT in ``crs``."""
+        dest = self.iface.mapCanvas().mapSettings().destinationCrs()
+        if dest != crs:
+            view = QgsCoordinateTransform(dest, crs, self.project).transformBoundingBox(view)
+        return QgsGeometry.fromRect(view).asWkt()
 
     def is_running(self):
         return self.task is not None

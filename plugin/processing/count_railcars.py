@@ -229,9 +229,8 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
 
         if result.sharpening_note:
             feedback.pushInfo(result.sharpening_note)
-        for warning in (result.track_note, result.coarse_note, result.coverage_note):
-            if warning:
-                feedback.pushWarning(warning)
+        for warning in result.warnings:
+            feedback.pushWarning(warning)
         feedback.pushInfo("%d railcars (%d locomotives), pixel size %.2f m"
                           % (result.count, result.locomotives, result.gsd_m or 0.0))
         if context.willLoadLayerOnCompletion(dest_id):

@@ -223,9 +223,8 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                     d.date, d.source = date, source
                 if res.sharpening_note:
                     feedback.pushInfo("    " + res.sharpening_note)
-                for warning in (res.track_note, res.coarse_note, res.coverage_note):
-                    if warning:
-                        feedback.pushWarning("    " + warning)
+                for warning in res.warnings:
+                    feedback.pushWarning("    " + warning)
                 feedback.pushInfo("    %d railcars (%d locomotives)" % (res.count,
                                                                         res.locomotives))
                 results.append((date, layer, source, res))
