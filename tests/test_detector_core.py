@@ -1,11 +1,12 @@
 """The detector's building blocks, without QGIS: pixel sizes from any CRS,
-band layouts, the network's numpy convolution."""
+band layouts, the network's numpy convolution, the score threshold."""
 import math
 
 import numpy as np
 import pytest
 from osgeo import gdal, osr
 
+from railcar_counter.plugin.core import cars
 from railcar_counter.plugin.core.errors import InputError
 from railcar_counter.plugin.core.network import conv
 from railcar_counter.plugin.core.raster import TONE_MEDIAN_RANGE, RasterSource, tone_gamma
@@ -323,3 +324,16 @@ def test_verifier_strip_follows_the_car_axis():
     np.testing.assert_allclose(s[1], -s[0])
     turned = strips(x, [cx], [cy], [th + math.pi])[0]
     np.testing.assert_allclose(turned, s[:, ::-1, ::-1], atol=1e-4)
+
+
+@pytest.mark.parametrize("scores, sensitivity, expected", [
+    ([], 0.5, 0.40),                       # no clear car: the base threshold
+    ([0.9] * 100, 0.5, 0.45),              # crisp image: half the median
+    ([0.6] * 100, 0.5, 0.35),              # soft image: half the median, bounded
+    ([0.6] * 10 + [0.2] * 50, 0.5, 0.3875),  # few clear cars: leans to the base
+    ([0.9] * 100, 1.0, 0.20),              # sensitivity 1 lowers it by 0.25
+    ([0.9] * 100, 0.0, 0.70),
+])
+def test_threshold_follows_the_image_s_clear_cars(scores, sensitivity, expected):
+    assert cars.scene_threshold(scores, sensitivity) == pytest.approx(expected)
+    assert cars.floor_threshold(sensitivity) <= cars.scene_threshold(scores, sensitivity)

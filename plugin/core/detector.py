@@ -24,7 +24,7 @@ from shapely.ops import unary_union
 from shapely.prepared import prep
 
 from .blas import single_threaded_blas
-from .cars import detect_in_tile
+from .cars import detect_in_tile, scene_threshold
 from .dates import raster_date
 from .detections import Detection
 from .errors import Canceled, InputError
@@ -70,6 +70,7 @@ class CountResult:
     track_shift_m: float = 0.0  # how far the tracks layer was moved onto the cars (0: not)
     track_shift_to: str = ""    # which way ("north-east" ...)
     coverage: float = None    # share of the area of interest with image data (None: no AOI)
+    score_threshold: float = None  # score the cars reached (cars.scene_threshold)
 
     @property
     def count(self):
@@ -421,7 +422,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         if mask is not None and not mask.any():
             return win, [], covered
         return win, detect_in_tile(gray, options.sensitivity, track_mask=mask,
-                                   is_canceled=is_canceled, source_gsd_m=src.gsd_m), covered
+                                   is_canceled=is_canceled), covered
 
     found = []
     done = 0
@@ -463,6 +464,9 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     shift = (0.0, 0.0)
     if tracks:
         dets, shift = _keep_on_tracks(src, dets, tracks)
+    # the image's own threshold, from its cars (in the area, on the tracks)
+    min_score = scene_threshold([d.score for d in dets], options.sensitivity)
+    dets = [d for d in dets if d.score >= min_score]
     coverage = None
     if aoi is not None:
         g = src.gt
@@ -478,4 +482,4 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                        blur_px=blur_px, sharpened=amount,
                        track_shift_m=round(math.hypot(*shift), 1),
                        track_shift_to=geo.compass(shift) if any(shift) else "",
-                       coverage=coverage)
+                       coverage=coverage, score_threshold=round(min_score, 3))

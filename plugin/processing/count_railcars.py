@@ -121,7 +121,8 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             "lined up with the cars first (the log says by how much); without it "
             "the tracks are found on the image.\n"
             "Sensitivity: 0 finds only clear cars, 1 finds more and risks false "
-            "ones; 0.5 suits most images.\n"
+            "ones; 0.5 suits most images. The score a car must reach follows the "
+            "image (half the median score of its clear cars); the log gives it.\n"
             "Date: the acquisition date (YYYY-MM-DD); when empty it is read from "
             "the layer or file name (2023-10-05, 20231005, 5 Oct 2023, Maxar and "
             "Pleiades product names ...) or the "
@@ -231,8 +232,10 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
             feedback.pushInfo(result.sharpening_note)
         for warning in result.warnings:
             feedback.pushWarning(warning)
-        feedback.pushInfo("%d railcars (%d locomotives), pixel size %.2f m"
-                          % (result.count, result.locomotives, result.gsd_m or 0.0))
+        feedback.pushInfo("%d railcars (%d locomotives) scoring %.2f or more (this image's "
+                          "threshold), pixel size %.2f m" % (result.count, result.locomotives,
+                                                             result.score_threshold,
+                                                             result.gsd_m or 0.0))
         if context.willLoadLayerOnCompletion(dest_id):
             details = context.layerToLoadOnCompletionDetails(dest_id)
             details.setPostProcessor(DetectionStylePostProcessor.create())

@@ -225,8 +225,8 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                     feedback.pushInfo("    " + res.sharpening_note)
                 for warning in res.warnings:
                     feedback.pushWarning("    " + warning)
-                feedback.pushInfo("    %d railcars (%d locomotives)" % (res.count,
-                                                                        res.locomotives))
+                feedback.pushInfo("    %d railcars (%d locomotives), scoring %.2f or more"
+                                  % (res.count, res.locomotives, res.score_threshold))
                 results.append((date, layer, source, res))
         except Canceled:
             raise QgsProcessingException("Counting was cancelled; nothing was written.")
