@@ -165,7 +165,7 @@ def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, q
     det0 = project.mapLayer(dock.rows[layers[0].id()].det_layer_id)
     assert dock.set_date(layers[0].id(), "2021-05-02")
     assert det0.name() == "railcars 2021-05-02"
-    assert {f["date"] for f in det0.getFeatures()} == {"2021-05-02"}
+    assert {f["date"] for f in read_features(det0, qtbot)} == {"2021-05-02"}
     # ... and the layer takes its place in date order (newest on top).
     names = lambda: [c.layer().name() for c in group.findLayers()]
     assert names() == ["railcars 2023-10-05", "railcars 2022-06-01", "railcars 2021-05-02"]

@@ -417,10 +417,10 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         if aoi is not None:
             inside = _core_mask(win) & (_burn(src, win, local.aoi[1]) > 0)
             covered = float((valid & inside).sum()) * win.sx * win.sy
-        gray = sharpness.unsharp(gray, sigma, amount)
         mask = _track_mask(src, win, local.tracks[1], work) if tracks else None
         if mask is not None and not mask.any():
             return win, [], covered
+        gray = sharpness.unsharp(gray, sigma, amount)
         return win, detect_in_tile(gray, options.sensitivity, track_mask=mask,
                                    is_canceled=is_canceled), covered
 

@@ -272,14 +272,7 @@ class RasterSource:
             if a.dtype.kind == "f":
                 valid &= np.isfinite(a)
             stack.append(a)
-        if self.alpha_band is not None:
-            al = ds.GetRasterBand(self.alpha_band).ReadAsArray(
-                xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h)
-            valid &= al > 0
-        if self._per_dataset_mask:
-            mask = ds.GetRasterBand(self.bands[0]).GetMaskBand().ReadAsArray(
-                xoff, yoff, xsize, ysize, buf_xsize=buf_w, buf_ysize=buf_h)
-            valid &= mask > 0
+        valid &= self._unmasked(ds, xoff, yoff, xsize, ysize, buf_w, buf_h)
         if self.black_is_fill:
             valid &= ~self._black_collar(stack, self.gsd_x_m * xsize / buf_w)
         if len(stack) == 1:
@@ -296,6 +289,18 @@ class RasterSource:
         if not valid.all():
             gray[~valid] = np.nan
         return gray, valid
+
+    def _unmasked(self, ds, xoff, yoff, xsize, ysize, buf_w, buf_h):
+        """Where neither the alpha band nor an internal mask band hides the
+        image (True when the file has neither)."""
+        bands = [ds.GetRasterBand(self.alpha_band)] if self.alpha_band is not None else []
+        if self._per_dataset_mask:
+            bands.append(ds.GetRasterBand(self.bands[0]).GetMaskBand())
+        shown = True
+        for band in bands:
+            shown = shown & (band.ReadAsArray(xoff, yoff, xsize, ysize, buf_xsize=buf_w,
+                                              buf_ysize=buf_h) > 0)
+        return shown
 
     @staticmethod
     def _black_collar(stack, pixel_m):
@@ -342,11 +347,7 @@ class RasterSource:
                     valid &= np.isfinite(a)
                     black = (a == 0) if black is None else (black & (a == 0))
                     sums = a if sums is None else sums + a
-                if self.alpha_band is not None or self._per_dataset_mask:
-                    # alpha or an internal mask: what is under it is not image
-                    mask = ds.GetRasterBand(self.bands[0]).GetMaskBand()
-                    valid &= mask.ReadAsArray(0, y, self.width, rows,
-                                              buf_xsize=bw, buf_ysize=bh) > 0
+                valid &= self._unmasked(ds, 0, y, self.width, rows, bw, bh)
                 ds.FlushCache()
                 if self.black_is_fill:
                     valid &= ~black

@@ -925,18 +925,20 @@ class RailcarCounterDock(QgsDockWidget):
         site = QgsRectangle()
         for r in rows:
             layer = self.project.mapLayer(r.layer_id)
-            ext = QgsCoordinateTransform(layer.crs(), dest, self.project).transformBoundingBox(
-                layer.extent()) if layer.crs() != dest else layer.extent()
-            site.combineExtentWith(ext)
+            site.combineExtentWith(self._rect_in(layer.extent(), layer.crs(), dest))
         view = canvas.extent().intersect(site) if not site.isEmpty() else canvas.extent()
         return view if not view.isEmpty() else canvas.extent()   # off the images: said later
 
     def _view_wkt(self, view, crs):
         """``view`` (canvas CRS) as WKT in ``crs``."""
         dest = self.iface.mapCanvas().mapSettings().destinationCrs()
-        if dest != crs:
-            view = QgsCoordinateTransform(dest, crs, self.project).transformBoundingBox(view)
-        return QgsGeometry.fromRect(view).asWkt()
+        return QgsGeometry.fromRect(self._rect_in(view, dest, crs)).asWkt()
+
+    def _rect_in(self, rect, src, dest):
+        """``rect`` in ``src`` as the rectangle that holds it in ``dest``."""
+        if src == dest:
+            return rect
+        return QgsCoordinateTransform(src, dest, self.project).transformBoundingBox(rect)
 
     def is_running(self):
         return self.task is not None

@@ -78,6 +78,19 @@ def resolve_date(typed, layer, path):
             or dates.raster_date(path))
 
 
+def log_result(feedback, result, indent=""):
+    """What Processing's log says about one counted image (both algorithms):
+    how it was counted, what the analyst should know, and its count."""
+    if result.sharpening_note:
+        feedback.pushInfo(indent + result.sharpening_note)
+    for warning in result.warnings:
+        feedback.pushWarning(indent + warning)
+    feedback.pushInfo("%s%d railcars (%d locomotives) scoring %.2f or more (this image's "
+                      "threshold), pixel size %.2f m" % (indent, result.count, result.locomotives,
+                                                         result.score_threshold,
+                                                         result.gsd_m or 0.0))
+
+
 class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
     AOI = "AOI"
@@ -228,14 +241,7 @@ class CountRailcarsAlgorithm(QgsProcessingAlgorithm):
                 det.source = source
             sink.addFeature(detection_feature(det, fields), QgsFeatureSink.Flag.FastInsert)
 
-        if result.sharpening_note:
-            feedback.pushInfo(result.sharpening_note)
-        for warning in result.warnings:
-            feedback.pushWarning(warning)
-        feedback.pushInfo("%d railcars (%d locomotives) scoring %.2f or more (this image's "
-                          "threshold), pixel size %.2f m" % (result.count, result.locomotives,
-                                                             result.score_threshold,
-                                                             result.gsd_m or 0.0))
+        log_result(feedback, result)
         if context.willLoadLayerOnCompletion(dest_id):
             details = context.layerToLoadOnCompletionDetails(dest_id)
             details.setPostProcessor(DetectionStylePostProcessor.create())

@@ -33,7 +33,7 @@ from ..core.errors import Canceled, InputError
 from ..qgis_layers import (
     ICON_PATH, detection_feature, detection_fields, raster_crs_wkt, raster_file_path,
     source_wkts)
-from .count_railcars import DetectionStylePostProcessor
+from .count_railcars import DetectionStylePostProcessor, log_result
 
 WINDOW_CHOICES = ("before_latest", "last_years", "range")
 WINDOW_LABELS = ("Every date before the latest", "Last N years before the end date",
@@ -221,12 +221,7 @@ class CountSeriesAlgorithm(QgsProcessingAlgorithm):
                     is_canceled=feedback.isCanceled)
                 for d in res.detections:
                     d.date, d.source = date, source
-                if res.sharpening_note:
-                    feedback.pushInfo("    " + res.sharpening_note)
-                for warning in res.warnings:
-                    feedback.pushWarning("    " + warning)
-                feedback.pushInfo("    %d railcars (%d locomotives), scoring %.2f or more"
-                                  % (res.count, res.locomotives, res.score_threshold))
+                log_result(feedback, res, indent="    ")
                 results.append((date, layer, source, res))
         except Canceled:
             raise QgsProcessingException("Counting was cancelled; nothing was written.")
