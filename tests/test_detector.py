@@ -231,9 +231,13 @@ def test_second_pass_is_skipped_only_where_the_first_sees_nothing(yard):
     everywhere = net.predict(x)
     near_cars = 1.0 / (1.0 + np.exp(-everywhere[0])) > 0.08
     assert near_cars.any()
-    # Equal up to float rounding: the gated pass convolves a cropped block,
-    # and BLAS may sum a crop in another order than the whole window.
-    same = lambda a, b: np.isclose(a, b, rtol=0, atol=1e-4).all(axis=0)
+
+    def same(a, b):
+        """Pixels where all outputs agree up to float rounding: the gated
+        pass convolves a cropped block, which BLAS may sum in another order
+        than the whole window."""
+        return np.isclose(a, b, rtol=0, atol=1e-4).all(axis=0)
+
     assert same(both, everywhere)[near_cars].all()
     plain = net(x)
     assert (same(both, everywhere) | same(both, plain)).all()
