@@ -28,7 +28,7 @@ hours of training in all).
 Tried and not shipped: the last weights fine-tuned with
     --scenes 260 --first 100 --sites 24 --few-track 60 --coarse 80
         --balance-types --steps 3000 --max-lr 3e-4 --init railcar_net.npz
-made the tuning suite's 0.7-1.0 m band worse (F1 0.949 against 0.961).
+made the tuning suite's 0.7-1.0 m band worse (README, Accuracy).
 """
 import argparse
 import dataclasses
@@ -420,7 +420,7 @@ def main(argv=None):
     t0 = time.time()
     scenes = [scene_arrays(*synthetic.cached_scene(spec, args.cache))
               for spec in training_specs(rng, args.first, args.scenes, args.sites, args.few_track,
-                                                                 args.coarse)]
+                                         args.coarse)]
     print("%d scenes ready in %.0f s (%d cars)" % (len(scenes), time.time() - t0,
                                                   sum(int((s[2][:, 6] != SHADOW).sum()) for s in scenes)), flush=True)
     model = Net()
