@@ -141,7 +141,8 @@ def sample_batch(scenes, samples, rng, batch):
 
 
 def _stem(network):
-    """Names the samples of another network apart: they are its candidates."""
+    """Names the samples of another network apart: they are its candidates
+    (the scene counts in the name keep other scene sets apart)."""
     return "_" + os.path.splitext(os.path.basename(network))[0] if network else ""
 
 
@@ -185,8 +186,9 @@ def main(argv=None):
     fresh_coarse_rng = np.random.default_rng(3)
     specs += [coarse_low_sun_spec(fresh_coarse_rng, 9000 + k) for k in range(args.fresh_coarse)]
     args.samples = args.samples or os.path.join(tempfile.gettempdir(),
-                                                "railcar_verifier_samples_%d%s.npz" % (
-                                                    len(specs), _stem(args.network)))
+                                                "railcar_verifier_samples_%d_%d_%d%s.npz" % (
+                                                    args.fresh, args.coarse, args.fresh_coarse,
+                                                    _stem(args.network)))
     if os.path.exists(args.samples):
         with np.load(args.samples) as d:
             samples = d["samples"]
