@@ -37,6 +37,7 @@ from train_network import (SHADOW, coarse_low_sun_spec, few_track_spec, random_s
 from railcar_counter.plugin.core import synthetic  # noqa: E402
 from railcar_counter.plugin.core.cars import candidates  # noqa: E402
 from railcar_counter.plugin.core.network import INPUT_GSD, TYPES, RailcarNet  # noqa: E402
+from railcar_counter.plugin.core.network import WEIGHTS as NETWORK_WEIGHTS  # noqa: E402
 from railcar_counter.plugin.core.verifier import (CLASSES, CONVS, FLAT, HIDDEN, WEIGHTS,  # noqa: E402
                                                    strips)
 
@@ -140,10 +141,12 @@ def sample_batch(scenes, samples, rng, batch):
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(rows[:, 4].astype(np.int64))
 
 
-def _stem(network):
-    """Names the samples of another network apart: they are its candidates
-    (the scene counts in the name keep other scene sets apart)."""
-    return "_" + os.path.splitext(os.path.basename(network))[0] if network else ""
+def default_samples_path(args):
+    """Candidates are kept per scene set and per network: they are that
+    network's candidates on those scenes."""
+    network = os.path.splitext(os.path.basename(args.network))[0]
+    return os.path.join(tempfile.gettempdir(), "railcar_verifier_samples_%d_%d_%d_%s.npz"
+                        % (args.fresh, args.coarse, args.fresh_coarse, network))
 
 
 def export(model, path):
@@ -164,7 +167,7 @@ def main(argv=None):
                     help="the railcar network's coarse training scenes (its --coarse)")
     ap.add_argument("--fresh-coarse", type=int, default=0,
                     help="also draw this many coarse low-sun yards the network never trained on")
-    ap.add_argument("--network", default=None,
+    ap.add_argument("--network", default=NETWORK_WEIGHTS,
                     help="railcar network weights whose candidates the verifier learns from "
                          "(default: the shipped ones); train the two as a pair")
     ap.add_argument("--samples", default=None,
@@ -185,16 +188,13 @@ def main(argv=None):
         specs.append(spec)
     fresh_coarse_rng = np.random.default_rng(3)
     specs += [coarse_low_sun_spec(fresh_coarse_rng, 9000 + k) for k in range(args.fresh_coarse)]
-    args.samples = args.samples or os.path.join(tempfile.gettempdir(),
-                                                "railcar_verifier_samples_%d_%d_%d%s.npz" % (
-                                                    args.fresh, args.coarse, args.fresh_coarse,
-                                                    _stem(args.network)))
+    args.samples = args.samples or default_samples_path(args)
     if os.path.exists(args.samples):
         with np.load(args.samples) as d:
             samples = d["samples"]
         scenes = [scene_arrays(*synthetic.cached_scene(spec, args.cache))[0] for spec in specs]
     else:
-        scenes, samples = collect(specs, args.cache, RailcarNet(args.network) if args.network else None)
+        scenes, samples = collect(specs, args.cache, RailcarNet(args.network))
         np.savez(args.samples, samples=samples)
     counts = np.bincount(samples[:, 4].astype(int), minlength=len(CLASSES))
     print("samples:", dict(zip(CLASSES, counts.tolist())), flush=True)
