@@ -178,7 +178,7 @@ def test_site_keeps_its_layout(tmp_path):
 
 def test_suites_are_distinct_and_cover_the_brief():
     tune, hold = synthetic.tuning_suite(), synthetic.holdout_suite()
-    assert 10 <= len(tune) <= 14 and 10 <= len(hold) <= 14
+    assert 10 <= len(tune) <= 16 and 10 <= len(hold) <= 16
     assert not {s.seed for s in tune} & {s.seed for s in hold}
     for suite in (tune, hold):
         assert {0.3, 0.5, 0.7, 1.0} <= {s.gsd_m for s in suite}
@@ -187,6 +187,10 @@ def test_suites_are_distinct_and_cover_the_brief():
         assert {"uint8", "uint16"} <= {s.dtype for s in suite}
         assert "pan" in {s.bands for s in suite}
         assert any(s.n_cars == 0 for s in suite)                 # look-alikes only
+        # a quiet yard of lone cars at 1 m, where bare track once read as cars
+        assert any(s.n_cars and s.n_cars <= 15 and s.single_car_rate >= 0.9 and s.gsd_m == 1.0
+                   for s in suite)
+        assert any(s.n_cars == 0 and s.n_tracks >= 10 and s.gsd_m >= 0.7 for s in suite)
         assert any(s.curve_radius_m for s in suite) and any(s.turnouts for s in suite)
         assert any(s.clouds for s in suite) and any(s.jpeg_quality for s in suite)
         assert any(s.nodata_edge for s in suite) and any(s.sun_elevation <= 20 for s in suite)

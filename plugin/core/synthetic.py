@@ -2059,6 +2059,14 @@ def tuning_suite():
           containers=60, sheds=3, platforms=2, buildings=12, roads=2),
         S(name="t12_rgb10_4326_lookalikes", seed=112, gsd_m=1.0, crs="EPSG:4326", size_m=(1000, 1000),
           n_tracks=0, trucks=20, truck_parking=20, containers=80, sheds=4, buildings=20, roads=2),
+        # quiet yards: a dozen cars, most alone on their track, and none at all
+        S(name="t13_rgb10_sparse", seed=113, gsd_m=1.0, size_m=(600, 600), n_tracks=10,
+          track_angle_deg=60.0, n_cars=12, single_car_rate=1.0, locomotive_rate=0.0, blur=0.6,
+          catenary=True),
+        S(name="t14_rgb05_sparse", seed=114, gsd_m=0.5, size_m=(500, 500), n_tracks=8,
+          track_angle_deg=125.0, n_cars=10, single_car_rate=0.8, sun_azimuth=200, sun_elevation=25),
+        S(name="t15_rgb07_empty", seed=115, gsd_m=0.7, size_m=(600, 600), n_tracks=12,
+          track_angle_deg=170.0, n_cars=0, locomotive_rate=0.0, catenary=True, trucks=8),
     ]
 
 
@@ -2100,6 +2108,14 @@ def holdout_suite():
           containers=70, sheds=4, platforms=2, buildings=14, roads=2, catenary=True),
         S(name="h13_rgb07_lookalikes_notracks", seed=9013, gsd_m=0.7, size_m=(800, 800), n_tracks=0,
           trucks=18, truck_parking=16, containers=60, sheds=3, buildings=18, roads=2),
+        S(name="h14_rgb10_4326_sparse", seed=9014, gsd_m=1.0, crs="EPSG:4326", size_m=(700, 700),
+          n_tracks=12, track_angle_deg=35.0, n_cars=15, single_car_rate=0.9, blur=0.7,
+          sun_azimuth=120, sun_elevation=30),
+        S(name="h15_bgrn05_uint16_sparse", seed=9015, gsd_m=0.5, dtype="uint16", bands="bgrn",
+          size_m=(500, 500), n_tracks=9, track_angle_deg=95.0, n_cars=8, single_car_rate=1.0,
+          catenary=True),
+        S(name="h16_rgb10_empty", seed=9016, gsd_m=1.0, size_m=(700, 700), n_tracks=14,
+          track_angle_deg=148.0, n_cars=0, locomotive_rate=0.0, noise=0.012),
     ]
 
 
