@@ -201,11 +201,11 @@ def sparse_yard_spec(rng, k):
         single_car_rate=float(rng.uniform(0.5, 1.0)), locomotive_rate=0.1)
 
 
-def training_specs(rng, first, scenes, sites, few_track, coarse=0):
+def training_specs(rng, first, scenes, sites, few_track, coarse=0, sparse=0):
     """The generated scenes a run trains on: ``scenes`` drawn around the
     tuning suite (from index ``first``), ``sites`` multi-date site scenes,
-    ``few_track`` scenes of one to three tracks and ``coarse`` coarse
-    low-sun yards of long trains."""
+    ``few_track`` scenes of one to three tracks, ``coarse`` coarse
+    low-sun yards of long trains and ``sparse`` quiet yards."""
     specs = [random_spec(rng, k) for k in range(first, first + scenes)]
     for k in range(sites):
         date = "%04d-%02d-15" % (2016 + k % 8, 1 + (5 * k) % 12)
@@ -215,6 +215,8 @@ def training_specs(rng, first, scenes, sites, few_track, coarse=0):
     specs += [few_track_spec(few_rng, 7000 + k) for k in range(few_track)]
     coarse_rng = np.random.default_rng(2)
     specs += [coarse_low_sun_spec(coarse_rng, 8000 + k) for k in range(coarse)]
+    sparse_rng = np.random.default_rng(5)
+    specs += [sparse_yard_spec(sparse_rng, 9800 + k) for k in range(sparse)]
     return specs
 
 
@@ -428,6 +430,8 @@ def main(argv=None):
                     help="also draw this many scenes of one to three tracks")
     ap.add_argument("--coarse", type=int, default=0,
                     help="also draw this many 0.6-1.0 m yards of long trains under a low sun")
+    ap.add_argument("--sparse", type=int, default=0,
+                    help="also draw this many quiet yards (a dozen lone cars or none)")
     ap.add_argument("--balance-types", action="store_true",
                     help="weigh the type loss by 1/sqrt(frequency) of each type")
     ap.add_argument("--shadow-weight", type=float, default=4.0,
@@ -440,7 +444,7 @@ def main(argv=None):
     t0 = time.time()
     scenes = [scene_arrays(*synthetic.cached_scene(spec, args.cache))
               for spec in training_specs(rng, args.first, args.scenes, args.sites, args.few_track,
-                                         args.coarse)]
+                                         args.coarse, args.sparse)]
     print("%d scenes ready in %.0f s (%d cars)" % (len(scenes), time.time() - t0,
                                                   sum(int((s[2][:, 6] != SHADOW).sum()) for s in scenes)), flush=True)
     model = Net()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 from train_network import (SHADOW, coarse_low_sun_spec, few_track_spec, random_spec,  # noqa: E402
-                           save_layers, scene_arrays, training_specs)
+                           save_layers, scene_arrays, sparse_yard_spec, training_specs)
 
 from railcar_counter.plugin.core import synthetic  # noqa: E402
 from railcar_counter.plugin.core.cars import candidates  # noqa: E402
@@ -145,8 +145,9 @@ def default_samples_path(args):
     """Candidates are kept per scene set and per network: they are that
     network's candidates on those scenes."""
     network = os.path.splitext(os.path.basename(args.network))[0]
-    return os.path.join(tempfile.gettempdir(), "railcar_verifier_samples_%d_%d_%d_%s.npz"
-                        % (args.fresh, args.coarse, args.fresh_coarse, network))
+    return os.path.join(tempfile.gettempdir(), "railcar_verifier_samples_%d_%d_%d_%d_%d_%s.npz"
+                        % (args.fresh, args.coarse, args.fresh_coarse, args.sparse, args.fresh_sparse,
+                           network))
 
 
 def export(model, path):
@@ -167,6 +168,11 @@ def main(argv=None):
                     help="the railcar network's coarse training scenes (its --coarse)")
     ap.add_argument("--fresh-coarse", type=int, default=0,
                     help="also draw this many coarse low-sun yards the network never trained on")
+    ap.add_argument("--sparse", type=int, default=0,
+                    help="the railcar network's quiet yards (its --sparse)")
+    ap.add_argument("--fresh-sparse", type=int, default=0,
+                    help="also draw this many quiet yards the network never trained on (up to "
+                         "a dozen cars, mostly alone, some with none)")
     ap.add_argument("--network", default=NETWORK_WEIGHTS,
                     help="railcar network weights whose candidates the verifier learns from "
                          "(default: the shipped ones); train the two as a pair")
@@ -181,13 +187,15 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     # the railcar network's training scenes (its shipped recipe's last run)
-    specs = training_specs(np.random.default_rng(0), 100, 260, 24, 60, args.coarse)
+    specs = training_specs(np.random.default_rng(0), 100, 260, 24, 60, args.coarse, args.sparse)
     fresh_rng = np.random.default_rng(2)
     for k in range(args.fresh):
         spec = few_track_spec(fresh_rng, 8000 + k) if k % 3 == 2 else random_spec(fresh_rng, 1000 + k)
         specs.append(spec)
     fresh_coarse_rng = np.random.default_rng(3)
     specs += [coarse_low_sun_spec(fresh_coarse_rng, 9000 + k) for k in range(args.fresh_coarse)]
+    sparse_rng = np.random.default_rng(4)
+    specs += [sparse_yard_spec(sparse_rng, 9500 + k) for k in range(args.fresh_sparse)]
     args.samples = args.samples or default_samples_path(args)
     if os.path.exists(args.samples):
         with np.load(args.samples) as d:
