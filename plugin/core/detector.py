@@ -24,7 +24,7 @@ from shapely.ops import unary_union
 from shapely.prepared import prep
 
 from .blas import single_threaded_blas
-from .cars import detect_in_tile, scene_threshold
+from .cars import detect_in_tile, models_for, scene_threshold
 from .dates import raster_date
 from .detections import Detection
 from .errors import Canceled, InputError
@@ -404,6 +404,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         [src.read(x, y, w, h, w, h)[0] for x, y, w, h in
          sharpness.patch_windows(bounds or (0, 0, src.width, src.height))])
     sigma, amount = sharpness.sharpening(blur_px, src.gsd_m, work)
+    network, verifier = models_for(src.gsd_m)
 
     def run(win):
         # OGR layers are not shared between threads: one per worker
@@ -421,8 +422,8 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         if mask is not None and not mask.any():
             return win, [], covered
         gray = sharpness.unsharp(gray, sigma, amount)
-        return win, detect_in_tile(gray, options.sensitivity, track_mask=mask,
-                                   is_canceled=is_canceled), covered
+        return win, detect_in_tile(gray, options.sensitivity, track_mask=mask, network=network,
+                                   is_canceled=is_canceled, verifier=verifier), covered
 
     found = []
     done = 0

@@ -16,6 +16,9 @@ from .errors import Canceled
 from .imaging import box_along_x, box_along_y
 
 WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_net.npz")
+# The same network fine-tuned with quiet yards as well, for imagery coarser
+# than cars.COARSE_MODEL_GSD_M (see there).
+COARSE_WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_net_coarse.npz")
 INPUT_GSD = 0.5        # metres per input pixel
 OUTPUT_STRIDE = 2      # output pixel = 2 input pixels = 1 m
 LOCAL_NORM_M = 24.0    # window of the local normalisation, metres
@@ -307,11 +310,13 @@ def _logit(p):
     return float(np.log(p / (1.0 - p)))
 
 
-_cached = None
+_cached = {}
 
 
-def default_network():
-    global _cached
-    if _cached is None:
-        _cached = RailcarNet()
-    return _cached
+def default_network(coarse=False):
+    """The shipped network, loaded once: for imagery at 0.5 m and finer,
+    or with ``coarse`` the one for coarser imagery."""
+    path = COARSE_WEIGHTS if coarse else WEIGHTS
+    if path not in _cached:
+        _cached[path] = RailcarNet(path)
+    return _cached[path]

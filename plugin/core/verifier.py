@@ -18,6 +18,7 @@ import numpy as np
 from .network import TYPES, conv_hwc, tap_weights
 
 WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_verifier.npz")
+COARSE_WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_verifier_coarse.npz")
 STRIP_LENGTH = 56      # pixels along the car axis (28 m at 0.5 m)
 STRIP_WIDTH = 24       # pixels across it (12 m)
 CLASSES = ("none",) + TYPES          # "none": no car is centred here
@@ -107,11 +108,13 @@ class Verifier:
         return np.concatenate(probs)
 
 
-_cached = None
+_cached = {}
 
 
-def default_verifier():
-    global _cached
-    if _cached is None:
-        _cached = Verifier()
-    return _cached
+def default_verifier(coarse=False):
+    """The shipped verifier, loaded once (``coarse``: the one trained with
+    the coarse-imagery network, cars.COARSE_MODEL_GSD_M)."""
+    path = COARSE_WEIGHTS if coarse else WEIGHTS
+    if path not in _cached:
+        _cached[path] = Verifier(path)
+    return _cached[path]

@@ -29,6 +29,12 @@ Tried and not shipped: the last weights fine-tuned with
     --scenes 260 --first 100 --sites 24 --few-track 60 --coarse 80
         --balance-types --steps 3000 --max-lr 3e-4 --init railcar_net.npz
 made the tuning suite's 0.7-1.0 m band worse (README, Accuracy).
+
+The coarse-imagery weights (railcar_net_coarse.npz, used above 0.6 m) are
+the shipped ones fine-tuned with quiet yards (README, Quiet yards):
+    --scenes 260 --first 100 --sites 24 --few-track 60 --sparse 100
+        --balance-types --steps 2000 --max-lr 3e-4 --init railcar_net.npz
+        --out railcar_net_coarse.npz
 """
 import argparse
 import dataclasses

@@ -17,6 +17,9 @@ minutes to draw the fresh scenes and collect candidates, 13 to train).
 After retraining the network, train the verifier on its candidates
 (--network; add --coarse as the network had it). Tried and not shipped:
 --coarse 80 --fresh-coarse 60 with either network (README, Accuracy).
+The coarse-imagery verifier (railcar_verifier_coarse.npz): --fresh 300
+--sparse 100 --fresh-sparse 150 --network railcar_net_coarse.npz --steps 8000
+--out railcar_verifier_coarse.npz.
 """
 import argparse
 import math
