@@ -101,11 +101,16 @@ def tap_weights(w):
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0), dtype=np.float32)
 
 
+# Bytes of gathered input per block in conv_hwc: the network ran fastest
+# with 1-2 MB here (2-core AMD EPYC); with 8 MB no faster than before.
+IM2COL_BLOCK_BYTES = 3 << 19
+
+
 def conv_hwc(x, taps, b, stride=1, dilation=1):
-    """The same on channels-last arrays (H, W, C) with tap_weights():
-    one matrix product per tap. The padded input is seen as one long list
-    of pixels, so each tap's input is a contiguous slice of it (no copies);
-    the few outputs that wrap around the row ends are cut off at the end."""
+    """The same on channels-last arrays (H, W, C) with tap_weights(). The
+    padded input is seen as one long list of pixels, so each tap's input is
+    a contiguous slice of it; the few outputs that wrap around the row ends
+    are cut off at the end."""
     h, wd, c = x.shape
     k = taps.shape[0]
     if k == 1:
@@ -137,16 +142,23 @@ def conv_hwc(x, taps, b, stride=1, dilation=1):
     for ky in range(3):
         for kx in range(3):
             key, oy, ox = shift(ky, kx)
-            taps_in.append((phases[key].reshape(-1, c), oy * width + ox, taps[ky, kx]))
-    out = np.empty((n, taps.shape[3]), np.float32)
-    # a band of rows at a time: the products stay small (memory) and in cache
-    rows = max(4096, (1 << 21) // taps.shape[3])
+            taps_in.append((phases[key].reshape(-1, c), oy * width + ox))
+    weights = taps.reshape(9 * c, -1)
+    out = np.empty((n, weights.shape[1]), np.float32)
+    # A block of output pixels at a time, its nine taps' inputs side by side
+    # (9 x C columns) times all the weights in one product: BLAS runs one
+    # deep product faster than nine shallow ones summed (48 channels: 70
+    # against 32 GFLOP/s here), and a block small enough to stay in the
+    # cache keeps the copy cheap.
+    rows = max(256, IM2COL_BLOCK_BYTES // (9 * c * 4))
+    cols = np.empty((min(rows, n), 9 * c), np.float32)
     for r0 in range(0, n, rows):
         r1 = min(n, r0 + rows)
-        acc = out[r0:r1]
-        acc[:] = b
-        for flat, off, tap in taps_in:
-            acc += flat[off + r0: off + r1] @ tap
+        for k, (flat, off) in enumerate(taps_in):
+            cols[:r1 - r0, k * c:(k + 1) * c] = flat[off + r0: off + r1]
+        block = out[r0:r1]
+        np.matmul(cols[:r1 - r0], weights, out=block)
+        block += b
     return out.reshape(ho, width, -1)[:, :wo]
 
 
