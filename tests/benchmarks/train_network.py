@@ -134,6 +134,7 @@ def random_spec(rng, k):
 # Typical heights (m) of the generator's cars, for their shadows' reach.
 CAR_HEIGHT_M = {"box": 4.4, "tank": 4.2, "open": 3.6, "flat": 2.5, "covered": 4.1, "locomotive": 4.8}
 SHADOW = 2.0         # marks a row of the cars array as a car's shadow footprint
+LONE_M = 30.0        # a car with no other on its track this near is lone (lone_cars)
 
 
 def shadow_rows(cars, spec):
@@ -254,7 +255,23 @@ def scene_arrays(path, truth):
     return x, valid, np.concatenate([cars, shadow_rows(cars, spec)])
 
 
-def render_targets(cars, size_out):
+def lone_cars(cars):
+    """Which rows of ``cars`` are cars with no other car on their track
+    within LONE_M of their centre (end to end, coupled cars' centres are
+    10-25 m apart): the quiet yard's lone cars, which a network trained on
+    trains learns to score low."""
+    real = cars[:, 6] == 0
+    lone = np.zeros(len(cars), bool)
+    for i in np.nonzero(real)[0]:
+        u = np.array([math.cos(cars[i, 2]), math.sin(cars[i, 2])])
+        rel = cars[real, :2] - cars[i, :2]
+        along, across = np.abs(rel @ u), np.abs(rel @ np.array([-u[1], u[0]]))
+        near = (along < LONE_M / INPUT_GSD) & (across < 2.0 / INPUT_GSD)
+        lone[i] = near.sum() <= 1          # itself
+    return lone
+
+
+def render_targets(cars, size_out, lone=None):
     """Heat, regression targets and masks on the 1 m output grid of a crop,
     and where shadows of cars lie away from any car (hard negatives).
     Output pixel j sits on input pixel 2j."""
@@ -266,8 +283,9 @@ def render_targets(cars, size_out):
     ignore = np.zeros((n, n), bool)
     shade = np.zeros((n, n), bool)
     body = np.zeros((n, n), bool)
+    lone_px = np.zeros((n, n), bool)
     jj, ii = np.mgrid[0:n, 0:n].astype(np.float32)
-    for cx, cy, th, L, W, t, hidden in cars:
+    for k, (cx, cy, th, L, W, t, hidden) in enumerate(cars):
         ox, oy = cx / 2.0, cy / 2.0                  # output pixels (= metres)
         r = L / 2 + 3
         if ox < -r or oy < -r or ox > n + r or oy > n + r:
@@ -291,13 +309,14 @@ def render_targets(cars, size_out):
         px, py = int(round(ox)), int(round(oy))
         if 0 <= px < n and 0 <= py < n:
             heat[py, px] = 1.0
+            lone_px[py, px] = lone is not None and lone[k]
             for qy in range(max(0, py - 1), min(n, py + 2)):
                 for qx in range(max(0, px - 1), min(n, px + 2)):
                     reg[:, qy, qx] = (math.cos(2 * th), math.sin(2 * th),
                                       math.log(L / LENGTH_REF_M), W / WIDTH_REF_M)
                     regm[qy, qx] = 1.0
             typ[py, px] = int(t)
-    return heat, reg, regm, typ, ignore, shade & ~body
+    return heat, reg, regm, typ, ignore, shade & ~body, lone_px
 
 
 def dihedral(x, valid, cars, k, size):
@@ -322,10 +341,10 @@ def dihedral(x, valid, cars, k, size):
     return np.ascontiguousarray(x), np.ascontiguousarray(valid), cars
 
 
-def sample_batch(scenes, rng, batch, shadow_weight=0.0):
-    xs, heats, regs, regms, typs, masks = [], [], [], [], [], []
+def sample_batch(scenes, rng, batch, shadow_weight=0.0, lone_weight=1.0):
+    xs, heats, regs, regms, typs, masks, lones = [], [], [], [], [], [], []
     for _ in range(batch):
-        x, valid, cars = scenes[rng.integers(len(scenes))]
+        x, valid, cars, lone = scenes[rng.integers(len(scenes))]
         _, h, w = x.shape
         # even offsets; favour crops with cars
         for _try in range(4):
@@ -369,7 +388,7 @@ def sample_batch(scenes, rng, batch, shadow_weight=0.0):
         g = g + rng.normal(0, rng.uniform(0, 0.03), g.shape).astype(np.float32)
         g[~vc] = np.nan
         xc, _ = input_channels(g.astype(np.float32))
-        heat, reg, regm, typ, ignore, shade = render_targets(cc, CROP // 2)
+        heat, reg, regm, typ, ignore, shade, lone_px = render_targets(cc, CROP // 2, lone)
         vout = vc[::2, ::2]
         xs.append(xc)
         heats.append(heat)
@@ -377,8 +396,9 @@ def sample_batch(scenes, rng, batch, shadow_weight=0.0):
         regms.append(regm)
         typs.append(typ)
         masks.append((vout & ~ignore) * (1.0 + shadow_weight * shade).astype(np.float32))
+        lones.append((1.0 + (lone_weight - 1.0) * lone_px).astype(np.float32))
     t = lambda a: torch.from_numpy(np.stack(a))
-    return t(xs), t(heats), t(regs), t(regms), t(typs), t(masks)
+    return t(xs), t(heats), t(regs), t(regms), t(typs), t(masks), t(lones)
 
 
 def type_weights(scenes):
@@ -390,11 +410,12 @@ def type_weights(scenes):
     return torch.tensor(w / w[freq > 0].mean(), dtype=torch.float32)
 
 
-def loss_fn(out, heat, reg, regm, typ, mask, type_w=None):
+def loss_fn(out, heat, reg, regm, typ, mask, pos_w, type_w=None):
     p = torch.sigmoid(out[:, 0]).clamp(1e-4, 1 - 1e-4)
     pos = (heat >= 0.999).float()
     neg_w = (1 - heat) ** 4
-    focal = -(pos * (1 - p) ** 2 * torch.log(p) + (1 - pos) * neg_w * p ** 2 * torch.log(1 - p)) * mask
+    focal = -(pos * pos_w * (1 - p) ** 2 * torch.log(p)
+              + (1 - pos) * neg_w * p ** 2 * torch.log(1 - p)) * mask
     npos = pos.sum().clamp(min=1)
     l_heat = focal.sum() / npos
     r = out[:, 1:5]
@@ -440,6 +461,8 @@ def main(argv=None):
                     help="also draw this many quiet yards (a dozen lone cars or none)")
     ap.add_argument("--balance-types", action="store_true",
                     help="weigh the type loss by 1/sqrt(frequency) of each type")
+    ap.add_argument("--lone-weight", type=float, default=1.0,
+                    help="loss weight on the centres of lone cars (lone_cars)")
     ap.add_argument("--shadow-weight", type=float, default=4.0,
                     help="extra loss weight on car shadows that lie away from any car")
     args = ap.parse_args(argv)
@@ -451,8 +474,10 @@ def main(argv=None):
     scenes = [scene_arrays(*synthetic.cached_scene(spec, args.cache))
               for spec in training_specs(rng, args.first, args.scenes, args.sites, args.few_track,
                                          args.coarse, args.sparse)]
+    scenes = [(x, valid, cars, lone_cars(cars)) for x, valid, cars in scenes]
     print("%d scenes ready in %.0f s (%d cars)" % (len(scenes), time.time() - t0,
                                                   sum(int((s[2][:, 6] != SHADOW).sum()) for s in scenes)), flush=True)
+    print("%d of them lone" % sum(int(s[3].sum()) for s in scenes), flush=True)
     model = Net()
     if args.init:
         with np.load(args.init) as d:
@@ -464,7 +489,7 @@ def main(argv=None):
     t0 = time.time()
     run = None
     for step in range(1, args.steps + 1):
-        batch = sample_batch(scenes, rng, args.batch, args.shadow_weight)
+        batch = sample_batch(scenes, rng, args.batch, args.shadow_weight, args.lone_weight)
         out = model(batch[0])
         loss, parts = loss_fn(out, *batch[1:], type_w=type_w)
         opt.zero_grad()
