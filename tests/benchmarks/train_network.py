@@ -30,6 +30,14 @@ Tried and not shipped: the last weights fine-tuned with
         --balance-types --steps 3000 --max-lr 3e-4 --init railcar_net.npz
 made the tuning suite's 0.7-1.0 m band worse (README, Accuracy).
 
+Tried and not shipped (0.3.7): the shipped weights fine-tuned for lone cars,
+    --scenes 260 --first 100 --sites 24 --few-track 60 --sparse 200
+        --balance-types --lone-weight 5 --steps 2500 --max-lr 3e-4
+        --init railcar_net.npz
+and 2000 more steps with --lone-weight 10: lone cars scored higher, but
+so did their shadows; quiet 0.5 m yards were miscounted as much as before
+(README, Quiet yards).
+
 The coarse-imagery weights (railcar_net_coarse.npz, used above 0.6 m) are
 the shipped ones fine-tuned with quiet yards (README, Quiet yards):
     --scenes 260 --first 100 --sites 24 --few-track 60 --sparse 100
