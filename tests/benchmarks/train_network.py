@@ -350,7 +350,7 @@ def dihedral(x, valid, cars, k, size):
 
 
 def sample_batch(scenes, rng, batch, shadow_weight=0.0, lone_weight=1.0):
-    xs, heats, regs, regms, typs, masks, lones = [], [], [], [], [], [], []
+    xs, heats, regs, regms, typs, masks = [], [], [], [], [], []
     for _ in range(batch):
         x, valid, cars, lone = scenes[rng.integers(len(scenes))]
         _, h, w = x.shape
@@ -403,10 +403,12 @@ def sample_batch(scenes, rng, batch, shadow_weight=0.0, lone_weight=1.0):
         regs.append(reg)
         regms.append(regm)
         typs.append(typ)
-        masks.append((vout & ~ignore) * (1.0 + shadow_weight * shade).astype(np.float32))
-        lones.append((1.0 + (lone_weight - 1.0) * lone_px).astype(np.float32))
+        # at a car's centre only the heat loss's positive term is left, so
+        # the mask there weighs the car (lone cars: lone_weight)
+        masks.append(((vout & ~ignore) * (1.0 + shadow_weight * shade)
+                      * (1.0 + (lone_weight - 1.0) * lone_px)).astype(np.float32))
     t = lambda a: torch.from_numpy(np.stack(a))
-    return t(xs), t(heats), t(regs), t(regms), t(typs), t(masks), t(lones)
+    return t(xs), t(heats), t(regs), t(regms), t(typs), t(masks)
 
 
 def type_weights(scenes):
@@ -418,12 +420,11 @@ def type_weights(scenes):
     return torch.tensor(w / w[freq > 0].mean(), dtype=torch.float32)
 
 
-def loss_fn(out, heat, reg, regm, typ, mask, pos_w, type_w=None):
+def loss_fn(out, heat, reg, regm, typ, mask, type_w=None):
     p = torch.sigmoid(out[:, 0]).clamp(1e-4, 1 - 1e-4)
     pos = (heat >= 0.999).float()
     neg_w = (1 - heat) ** 4
-    focal = -(pos * pos_w * (1 - p) ** 2 * torch.log(p)
-              + (1 - pos) * neg_w * p ** 2 * torch.log(1 - p)) * mask
+    focal = -(pos * (1 - p) ** 2 * torch.log(p) + (1 - pos) * neg_w * p ** 2 * torch.log(1 - p)) * mask
     npos = pos.sum().clamp(min=1)
     l_heat = focal.sum() / npos
     r = out[:, 1:5]
