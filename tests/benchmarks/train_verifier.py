@@ -20,6 +20,9 @@ After retraining the network, train the verifier on its candidates
 The coarse-imagery verifier (railcar_verifier_coarse.npz): --fresh 300
 --sparse 100 --fresh-sparse 150 --network railcar_net_coarse.npz --steps 8000
 --out railcar_verifier_coarse.npz.
+--beside-shadows also teaches that a car's own shadow on the next track is
+no car; with the lone-car network it turned those shadows away but took
+dark cars beside bright ones for shadows (README, Quiet yards): not shipped.
 """
 import argparse
 import math
@@ -64,9 +67,12 @@ class VerifierNet(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
-def label_candidates(cars_found, cars):
+def label_candidates(cars_found, cars, beside_shadows=False):
     """Samples (x, y, theta, class) from the network's candidates and the
-    true cars of one scene (pixel frame, 0.5 m)."""
+    true cars of one scene (pixel frame, 0.5 m). ``beside_shadows``: the
+    shadows added as "none" include those beside their own car (the
+    default takes only shadows half a car length or more from any car's
+    centre, which leaves out nearly every shadow next to its car)."""
     real = cars[cars[:, 6] == 0]
     hidden = cars[(cars[:, 6] != 0) & (cars[:, 6] != SHADOW)]
     taken = np.zeros(len(real), bool)
@@ -99,8 +105,18 @@ def label_candidates(cars_found, cars):
             samples.append((c.x, c.y, c.theta, label))
     for j in np.nonzero(~taken)[0]:
         samples.append((real[j, 0], real[j, 1], real[j, 2], 1 + int(real[j, 5])))
+    shadows = cars[cars[:, 6] == SHADOW]
+    if beside_shadows:
+        # shadows clear of every car, a car's own shadow on the next track
+        # included (it looks like a second, dark car); not those that half
+        # cover a car: a strip centred there is neither clearly a car nor not
+        bodies = cars[cars[:, 6] != SHADOW]
+        for row in shadows[::2]:
+            if not (len(bodies) and _near_body(row[0], row[1], bodies).any()):
+                samples.append((row[0], row[1], row[2], NONE))
+        return samples
     # shadows away from any car
-    for row in cars[cars[:, 6] == SHADOW][::3]:
+    for row in shadows[::3]:
         if len(real):
             d = np.hypot(real[:, 0] - row[0], real[:, 1] - row[1])
             if (d < real[:, 3] / INPUT_GSD / 2 + 2).any():
@@ -109,13 +125,26 @@ def label_candidates(cars_found, cars):
     return samples
 
 
-def collect(specs, cache, network):
+SHADOW_CLEAR_M = (2.0, 3.0)   # along, across: how far a shadow sample keeps off a car
+
+
+def _near_body(x, y, group):
+    """Which cars of ``group`` (rows of the cars array) have (x, y) within
+    SHADOW_CLEAR_M of their body."""
+    dx, dy = x - group[:, 0], y - group[:, 1]
+    du = np.abs(dx * np.cos(group[:, 2]) + dy * np.sin(group[:, 2]))
+    dv = np.abs(-dx * np.sin(group[:, 2]) + dy * np.cos(group[:, 2]))
+    along, across = (m / INPUT_GSD for m in SHADOW_CLEAR_M)
+    return (du < group[:, 3] / INPUT_GSD / 2 + along) & (dv < group[:, 4] / INPUT_GSD / 2 + across)
+
+
+def collect(specs, cache, network, beside_shadows=False):
     scenes, samples = [], []
     t0 = time.time()
     for k, spec in enumerate(specs):
         x, valid, cars = scene_arrays(*synthetic.cached_scene(spec, cache))
         found = candidates(x, valid, CANDIDATE_HEAT, network)
-        for s in label_candidates(found, cars):
+        for s in label_candidates(found, cars, beside_shadows):
             samples.append((len(scenes),) + tuple(s))
         scenes.append(x)
         if k % 20 == 0:
@@ -148,9 +177,9 @@ def default_samples_path(args):
     """Candidates are kept per scene set and per network: they are that
     network's candidates on those scenes."""
     network = os.path.splitext(os.path.basename(args.network))[0]
-    return os.path.join(tempfile.gettempdir(), "railcar_verifier_samples_%d_%d_%d_%d_%d_%s.npz"
+    return os.path.join(tempfile.gettempdir(), "railcar_verifier_samples_%d_%d_%d_%d_%d_%s%s.npz"
                         % (args.fresh, args.coarse, args.fresh_coarse, args.sparse, args.fresh_sparse,
-                           network))
+                           network, "_beside" if args.beside_shadows else ""))
 
 
 def export(model, path):
@@ -182,6 +211,9 @@ def main(argv=None):
     ap.add_argument("--samples", default=None,
                     help="candidates collected once, reused by later runs (default: in the "
                          "system's temporary folder)")
+    ap.add_argument("--beside-shadows", action="store_true",
+                    help="also teach that a car's own shadow on the next track is no car "
+                         "(tried with the lone-car network, not shipped: README, Quiet yards)")
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0,
@@ -205,7 +237,7 @@ def main(argv=None):
             samples = d["samples"]
         scenes = [scene_arrays(*synthetic.cached_scene(spec, args.cache))[0] for spec in specs]
     else:
-        scenes, samples = collect(specs, args.cache, RailcarNet(args.network))
+        scenes, samples = collect(specs, args.cache, RailcarNet(args.network), args.beside_shadows)
         np.savez(args.samples, samples=samples)
     counts = np.bincount(samples[:, 4].astype(int), minlength=len(CLASSES))
     print("samples:", dict(zip(CLASSES, counts.tolist())), flush=True)
