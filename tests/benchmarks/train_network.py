@@ -145,14 +145,21 @@ SHADOW = 2.0         # marks a row of the cars array as a car's shadow footprint
 LONE_M = 30.0        # a car with no other on its track this near is lone (lone_cars)
 
 
+def shadow_direction(sun_azimuth):
+    """The unit vector along which shadows fall, in the scenes' pixel frame
+    (x east, y south), for a sun at ``sun_azimuth`` degrees from north."""
+    az = math.radians(sun_azimuth)
+    return -math.sin(az), math.cos(az)
+
+
 def shadow_rows(cars, spec):
     """Rows for where each car's shadow lies on the ground, in the same
     pixel frame (north up, 0.5 m): the car's rectangle swept away from the
     sun by height / tan(elevation), as copies at most 1 m apart. A shadow
     on the next track looks like a dark car: training weighs these spots
     as hard negatives."""
-    az, el = math.radians(spec["sun_azimuth"]), math.radians(max(spec["sun_elevation"], 3.0))
-    ux, uy = -math.sin(az), math.cos(az)            # x east, y south
+    el = math.radians(max(spec["sun_elevation"], 3.0))
+    ux, uy = shadow_direction(spec["sun_azimuth"])
     rows = []
     for cx, cy, th, L, W, t, hidden in cars:
         d = CAR_HEIGHT_M.get(TYPES[int(t)], 4.0) / math.tan(el) / INPUT_GSD

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 from train_network import (SHADOW, coarse_low_sun_spec, few_track_spec, random_spec,  # noqa: E402
-                           save_layers, scene_arrays, sparse_yard_spec, training_specs)
+                           save_layers, scene_arrays, shadow_direction, sparse_yard_spec,
+                           training_specs)
 
 from railcar_counter.plugin.core import synthetic  # noqa: E402
 from railcar_counter.plugin.core.cars import candidates  # noqa: E402
@@ -153,7 +154,10 @@ def collect(specs, cache, network, beside_shadows=False):
     return scenes, np.array(samples, np.float64)
 
 
-def sample_batch(scenes, samples, rng, batch):
+def sample_batch(scenes, samples, rng, batch, shadows=None):
+    """A batch of strips and their classes. With ``shadows`` (each scene's
+    shadow_direction) every strip is turned so that shadows fall towards
+    its last rows, and mirrored only along its axis."""
     rows = samples[rng.integers(0, len(samples), batch)]
     xs = []
     for row in rows:
@@ -162,10 +166,17 @@ def sample_batch(scenes, samples, rng, batch):
         x += rng.normal(0, 0.6)
         y += rng.normal(0, 0.6)
         s = strips(scenes[k], [x], [y], [th])[0]
-        if rng.random() < 0.5:          # end for end
-            s = s[:, ::-1, ::-1]
-        if rng.random() < 0.5:          # mirror across the axis
-            s = s[:, ::-1, :]
+        if shadows is not None:
+            # the strip's rows run along (-sin th, cos th)
+            if shadows[k][1] * math.cos(th) - shadows[k][0] * math.sin(th) < 0:
+                s = s[:, ::-1, :]
+            if rng.random() < 0.5:      # mirror along the axis
+                s = s[:, :, ::-1]
+        else:
+            if rng.random() < 0.5:      # end for end
+                s = s[:, ::-1, ::-1]
+            if rng.random() < 0.5:      # mirror across the axis
+                s = s[:, ::-1, :]
         s = s.copy()
         s[0] = s[0] * rng.uniform(0.7, 1.3) + rng.uniform(-0.12, 0.12)
         s += rng.normal(0, rng.uniform(0, 0.03), s.shape).astype(np.float32)
@@ -214,6 +225,10 @@ def main(argv=None):
     ap.add_argument("--beside-shadows", action="store_true",
                     help="also teach that a car's own shadow on the next track is no car "
                          "(tried with the lone-car network, not shipped: README, Quiet yards)")
+    ap.add_argument("--sun-side", action="store_true",
+                    help="turn every strip so that shadows fall on the same side (each scene's "
+                         "sun azimuth); the verifier then needs the image's sun azimuth to run: "
+                         "an experiment, not shipped (README, Quiet yards)")
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0,
@@ -231,6 +246,7 @@ def main(argv=None):
     specs += [coarse_low_sun_spec(fresh_coarse_rng, 9000 + k) for k in range(args.fresh_coarse)]
     sparse_rng = np.random.default_rng(4)
     specs += [sparse_yard_spec(sparse_rng, 9500 + k) for k in range(args.fresh_sparse)]
+    shadows = [shadow_direction(spec.sun_azimuth) for spec in specs] if args.sun_side else None
     args.samples = args.samples or default_samples_path(args)
     if os.path.exists(args.samples):
         with np.load(args.samples) as d:
@@ -251,7 +267,7 @@ def main(argv=None):
     t0 = time.time()
     run = None
     for step in range(1, args.steps + 1):
-        x, y = sample_batch(scenes, samples, rng, args.batch)
+        x, y = sample_batch(scenes, samples, rng, args.batch, shadows)
         out = model(x)
         loss = F.cross_entropy(out, y, weight=weight)
         opt.zero_grad()
