@@ -83,10 +83,7 @@ def label_candidates(cars_found, cars, beside_shadows=False):
         for group, is_real in ((real, True), (hidden, False)):
             if not len(group):
                 continue
-            dx, dy = c.x - group[:, 0], c.y - group[:, 1]
-            du = np.abs(dx * np.cos(group[:, 2]) + dy * np.sin(group[:, 2]))
-            dv = np.abs(-dx * np.sin(group[:, 2]) + dy * np.cos(group[:, 2]))
-            half_l, half_w = group[:, 3] / INPUT_GSD / 2, group[:, 4] / INPUT_GSD / 2
+            du, dv, half_l, half_w = _car_frame(c.x, c.y, group)
             inside = (du < half_l) & (dv < half_w + 2)
             centred = (du < 0.6 * half_l) & (dv < half_w + 2)
             if not is_real:
@@ -112,8 +109,10 @@ def label_candidates(cars_found, cars, beside_shadows=False):
         # included (it looks like a second, dark car); not those that half
         # cover a car: a strip centred there is neither clearly a car nor not
         bodies = cars[cars[:, 6] != SHADOW]
+        along, across = (m / INPUT_GSD for m in SHADOW_CLEAR_M)
         for row in shadows[::2]:
-            if not (len(bodies) and _near_body(row[0], row[1], bodies).any()):
+            du, dv, half_l, half_w = _car_frame(row[0], row[1], bodies)
+            if not ((du < half_l + along) & (dv < half_w + across)).any():
                 samples.append((row[0], row[1], row[2], NONE))
         return samples
     # shadows away from any car
@@ -129,14 +128,14 @@ def label_candidates(cars_found, cars, beside_shadows=False):
 SHADOW_CLEAR_M = (2.0, 3.0)   # along, across: how far a shadow sample keeps off a car
 
 
-def _near_body(x, y, group):
-    """Which cars of ``group`` (rows of the cars array) have (x, y) within
-    SHADOW_CLEAR_M of their body."""
+def _car_frame(x, y, group):
+    """Where (x, y) lies from each car of ``group`` (rows of the cars
+    array), in pixels: its distance along and across the car's axis, and
+    the car's half length and half width."""
     dx, dy = x - group[:, 0], y - group[:, 1]
     du = np.abs(dx * np.cos(group[:, 2]) + dy * np.sin(group[:, 2]))
     dv = np.abs(-dx * np.sin(group[:, 2]) + dy * np.cos(group[:, 2]))
-    along, across = (m / INPUT_GSD for m in SHADOW_CLEAR_M)
-    return (du < group[:, 3] / INPUT_GSD / 2 + along) & (dv < group[:, 4] / INPUT_GSD / 2 + across)
+    return du, dv, group[:, 3] / INPUT_GSD / 2, group[:, 4] / INPUT_GSD / 2
 
 
 def collect(specs, cache, network, beside_shadows=False):
