@@ -58,6 +58,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from railcar_counter.plugin.core import synthetic
+from railcar_counter.plugin.core.shadows import shadow_direction
 from railcar_counter.plugin.core.network import (HEAD, INPUT_GSD, LAYERS, LENGTH_REF_M, TYPES,
                                                  WEIGHTS, WIDTH_REF_M, input_channels)
 from railcar_counter.plugin.core.raster import RasterSource
@@ -143,13 +144,6 @@ def random_spec(rng, k):
 CAR_HEIGHT_M = {"box": 4.4, "tank": 4.2, "open": 3.6, "flat": 2.5, "covered": 4.1, "locomotive": 4.8}
 SHADOW = 2.0         # marks a row of the cars array as a car's shadow footprint
 LONE_M = 30.0        # a car with no other on its track this near is lone (lone_cars)
-
-
-def shadow_direction(sun_azimuth):
-    """The unit vector along which shadows fall, in the scenes' pixel frame
-    (x east, y south), for a sun at ``sun_azimuth`` degrees from north."""
-    az = math.radians(sun_azimuth)
-    return -math.sin(az), math.cos(az)
 
 
 def shadow_rows(cars, spec):

@@ -1,0 +1,80 @@
+"""Which side shadows fall on, told by the cars themselves (shadows.py):
+the geometry of a vote on a drawn car, and the fit of many votes."""
+import math
+
+import numpy as np
+import pytest
+
+from railcar_counter.plugin.core import shadows
+from railcar_counter.plugin.core.verifier import strips
+
+
+def test_shadows_fall_away_from_the_sun():
+    """Pixel frame: x east, y south."""
+    np.testing.assert_allclose(shadows.shadow_direction(180.0), (0.0, -1.0), atol=1e-12)  # north
+    np.testing.assert_allclose(shadows.shadow_direction(90.0), (-1.0, 0.0), atol=1e-12)   # west
+    np.testing.assert_allclose(shadows.shadow_direction(135.0), (-0.7071, -0.7071), atol=1e-4)
+
+
+@pytest.mark.parametrize("theta_deg", [0.0, 30.0, 100.0, 250.0])
+@pytest.mark.parametrize("sun_azimuth", [150.0, 300.0])
+def test_a_car_votes_for_the_side_its_drawn_shadow_lies_on(theta_deg, sun_azimuth):
+    """A bright car with its shadow drawn beside it, away from the sun: its
+    vote (side_difference of its strip) says the shadow lies on the side
+    that ShadowSide.last_rows gives for the true direction."""
+    h = w = 140
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    th = math.radians(theta_deg)
+    cx, cy = 70.2, 69.6
+    along = (xx - cx) * math.cos(th) + (yy - cy) * math.sin(th)
+    across = -(xx - cx) * math.sin(th) + (yy - cy) * math.cos(th)   # along across_axis
+    s = shadows.shadow_direction(sun_azimuth)
+    v = shadows.across_axis(th)
+    away = 1.0 if s[0] * v[0] + s[1] * v[1] > 0 else -1.0
+    image = np.full((h, w), 0.5, np.float32)
+    on_car = (np.abs(along) < 26) & (np.abs(across) < 3)               # 0.5 m pixels
+    image[(np.abs(along) < 26) & (away * across >= 3) & (away * across < 8)] = 0.15
+    image[on_car] = 0.8
+    strip = strips(np.stack([image, image]), [cx], [cy], [th])
+    side = shadows.ShadowSide(s, 1.0, 1, 1.0)
+    d = shadows.side_difference(strip[:, 0])[0]
+    assert abs(d) > 0.2
+    assert (d < 0) == side.last_rows(th)
+
+
+def _votes(rng, thetas, direction, noise):
+    v = np.stack([-np.sin(thetas), np.cos(thetas)], axis=1)
+    return -0.1 * (v @ np.asarray(direction)) + rng.normal(0, noise, len(thetas))
+
+
+def test_cars_on_tracks_running_several_ways_give_the_direction():
+    rng = np.random.default_rng(1)
+    thetas = rng.uniform(0, 2 * math.pi, 300)
+    truth = shadows.shadow_direction(150.0)
+    told = shadows.estimate(_votes(rng, thetas, truth, 0.05), thetas, np.full(300, 0.6))
+    assert told.direction is not None and told.agreement > 0.5
+    assert np.dot(told.direction, truth) > math.cos(math.radians(10))
+
+
+def test_cars_on_parallel_tracks_give_the_side():
+    """Every car on tracks running one way (either end first): the fit
+    cannot see the shadows' slant along the tracks, but puts every car's
+    shadow on its right side."""
+    rng = np.random.default_rng(2)
+    thetas = math.radians(20.0) + math.pi * rng.integers(0, 2, 200) + rng.normal(0, 0.02, 200)
+    truth = shadows.shadow_direction(200.0)
+    told = shadows.estimate(_votes(rng, thetas, truth, 0.08), thetas, np.full(200, 0.5))
+    right = shadows.ShadowSide(truth, 1.0, 200, 100.0)
+    assert told.direction is not None
+    assert all(told.last_rows(t) == right.last_rows(t) for t in thetas)
+
+
+def test_no_side_when_the_cars_disagree_or_are_too_few():
+    rng = np.random.default_rng(3)
+    thetas = rng.uniform(0, 2 * math.pi, 300)
+    split = shadows.estimate(rng.normal(0, 0.1, 300), thetas, np.full(300, 0.6))
+    assert split.direction is None and split.agreement < shadows.MIN_AGREEMENT
+    truth = shadows.shadow_direction(150.0)
+    few = shadows.estimate(_votes(rng, thetas[:3], truth, 0.0), thetas[:3], np.full(3, 0.5))
+    assert few.direction is None and few.votes == 3
+    assert not few.sure and not split.sure
