@@ -38,11 +38,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 from train_network import (SHADOW, coarse_low_sun_spec, few_track_spec, random_spec,  # noqa: E402
-                           save_layers, scene_arrays, shadow_direction, sparse_yard_spec,
+                           save_layers, scene_arrays, sparse_yard_spec,
                            training_specs)
 
 from railcar_counter.plugin.core import synthetic  # noqa: E402
 from railcar_counter.plugin.core.cars import candidates  # noqa: E402
+from railcar_counter.plugin.core.shadows import across_axis, shadow_direction  # noqa: E402
 from railcar_counter.plugin.core.network import INPUT_GSD, TYPES, RailcarNet  # noqa: E402
 from railcar_counter.plugin.core.network import WEIGHTS as NETWORK_WEIGHTS  # noqa: E402
 from railcar_counter.plugin.core.verifier import (CLASSES, CONVS, FLAT, HIDDEN, WEIGHTS,  # noqa: E402
@@ -125,6 +126,9 @@ def label_candidates(cars_found, cars, beside_shadows=False):
     return samples
 
 
+# A shadow this little across its car (the cosine between the two) lies
+# along it: no side to learn from
+ALONG_SHADOW = 0.3
 SHADOW_CLEAR_M = (2.0, 3.0)   # along, across: how far a shadow sample keeps off a car
 
 
@@ -166,8 +170,10 @@ def sample_batch(scenes, samples, rng, batch, shadows=None):
         y += rng.normal(0, 0.6)
         s = strips(scenes[k], [x], [y], [th])[0]
         if shadows is not None:
-            # the strip's rows run along (-sin th, cos th)
-            if shadows[k][1] * math.cos(th) - shadows[k][0] * math.sin(th) < 0:
+            across = np.dot(shadows[k], across_axis(th))
+            # a shadow cast along the car says nothing of a side: either
+            # way round, as the image's estimate may put it (h03, README)
+            if across < 0 if abs(across) >= ALONG_SHADOW else rng.random() < 0.5:
                 s = s[:, ::-1, :]
             if rng.random() < 0.5:      # mirror along the axis
                 s = s[:, :, ::-1]
