@@ -8,7 +8,7 @@ import pytest
 from osgeo import gdal
 from shapely.geometry import LineString, Point, box
 
-from railcar_counter.plugin.core import cars, detector, evaluation, imaging, synthetic
+from railcar_counter.plugin.core import cars, detector, evaluation, imaging, shadows, synthetic
 from railcar_counter.plugin.core.detector import CountOptions, count_railcars
 from railcar_counter.plugin.core.errors import Canceled, InputError
 
@@ -177,6 +177,42 @@ def test_window_seams_do_not_change_the_count(yard, monkeypatch):
     # raster shows: the same cars (give or take float rounding at the
     # threshold, as matrix sizes change)
     assert abs(count_railcars(path).count - whole) <= 1
+
+
+def test_the_yard_tells_which_side_shadows_fall_on(yard):
+    """The generated sun stands at azimuth 150, across the tracks (63):
+    the cars' votes put the shadows on its far side."""
+    from railcar_counter.plugin.core.shadows import shadow_direction
+    side = count_railcars(yard[0]).shadow_side
+    assert side.direction is not None, side
+    assert np.dot(side.direction, shadow_direction(YARD.sun_azimuth)) > 0.5, side
+
+
+def test_windows_read_with_the_side_alone_find_what_every_reading_finds(yard, monkeypatch):
+    """Once the first windows are sure of the shadow side, the next ones
+    are read with it alone (a third of the verifier's work): the cars are
+    those that reading every window every way and settling at the end
+    gives."""
+    path, _ = yard
+    monkeypatch.setattr(detector, "TILE_M", 70.0)
+    sides = []
+    plain = detector.detect_in_tile
+
+    def recording(*args, **kwargs):
+        sides.append(kwargs.get("side"))
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(detector, "detect_in_tile", recording)
+    monkeypatch.setattr(shadows, "SURE_WEIGHT", 10.0)
+    early = count_railcars(path)
+    assert any(s is None for s in sides) and any(s is not None for s in sides)
+    sides.clear()
+    monkeypatch.setattr(shadows, "SURE_WEIGHT", float("inf"))
+    late = count_railcars(path)
+    assert all(s is None for s in sides)
+    assert early.shadow_side.direction is not None and late.shadow_side.direction is not None
+    key = [(d.cx, d.cy, d.score, d.type) for d in early.detections]
+    assert key == [(d.cx, d.cy, d.score, d.type) for d in late.detections]
 
 
 def test_progress_reaches_the_end_and_cancel_stops(yard):

@@ -4,10 +4,13 @@ The tile is brightness at 0.5 m per pixel (NaN where there is no data). The
 railcar network marks car centres with a heat map and says, at each centre,
 the car's axis, length and width; each local maximum of the heat map is a
 candidate. The verifier then looks at a strip of image along each
-candidate's axis and says whether a car is centred there and of which type.
-A car is a candidate whose score (heat and verifier together) reaches the
-image's threshold (scene_threshold): tiles keep every candidate that could
-reach it, and the detector applies it once the whole image is counted.
+candidate's axis and says whether a car is centred there and of which type;
+for finer imagery a second verifier does the same knowing which side of
+the car its shadow lies on, once the image's cars have told that side
+(shadows.py, settle). A car is a candidate whose score (heat and verifier
+together) reaches the image's threshold (scene_threshold): tiles keep every
+candidate that could reach it, and the detector applies it once the whole
+image is counted.
 """
 from dataclasses import dataclass
 import math
@@ -16,7 +19,8 @@ import numpy as np
 
 from .network import (INPUT_GSD, LENGTH_REF_M, OUTPUT_STRIDE, TYPES, WIDTH_REF_M,
                       default_network, input_channels)
-from .verifier import default_verifier
+from . import shadows
+from .verifier import BATCH, default_verifier, strips
 
 MAX_CAR_M = 24.5          # longest car body the detector reports (railcars.md: 23.2 m)
 
@@ -29,9 +33,11 @@ COARSE_MODEL_GSD_M = 0.6
 
 
 def models_for(gsd_m):
-    """The network and verifier for imagery of ``gsd_m`` metre pixels."""
+    """The network, the verifier and the shadow-side verifier (None where
+    there is none) for imagery of ``gsd_m`` metre pixels."""
     coarse = gsd_m > COARSE_MODEL_GSD_M
-    return default_network(coarse), default_verifier(coarse)
+    return (default_network(coarse), default_verifier(coarse),
+            default_verifier(coarse, shadow_side=True))
 
 
 @dataclass
@@ -44,6 +50,13 @@ class PixelCar:
     theta: float      # direction of the long axis, radians, pixel frame
     score: float
     type: str = "unknown"
+    heat: float = 0.0     # the network's heat at the centre
+    # what the verifier made of the car, (score, type), under each reading
+    # of the shadows: None, the side unknown; True, the car's shadow on its
+    # strip's last rows' side (shadows.across_axis); False, on the first's.
+    # settle() picks one once the image's shadow side is known.
+    readings: dict = None
+    side: float = 0.0     # its vote on the shadow side (shadows.side_difference)
 
 
 # Score (the geometric mean of the network's heat and the verifier's
@@ -120,11 +133,14 @@ def _car_type(type_probs):
 
 
 def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canceled=None,
-                   verifier=None):
-    """Candidate railcars in a tile of brightness at 0.5 m per pixel: all
-    that score above floor_threshold (the detector applies the image's
-    scene_threshold). ``track_mask`` (bool, same shape) keeps only cars
-    centred on known tracks."""
+                   verifier=None, shadow_verifier=None, side=None):
+    """Candidate railcars in a tile of brightness at 0.5 m per pixel, with
+    the verifiers' readings (verify; ``side``: the image's shadow side
+    where it is known already): all that score above floor_threshold under
+    one of them. ``track_mask`` (bool, same shape) keeps only cars centred
+    on known tracks. The detector settles each car's score once the whole
+    image has told its shadow side, then applies the image's
+    scene_threshold."""
     x, valid = input_channels(gray)
     if valid.mean() < 0.02:
         return []
@@ -138,20 +154,71 @@ def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canc
     if track_mask is not None:
         h, w = track_mask.shape
         cars = [c for c in cars if track_mask[min(int(round(c.y)), h - 1), min(int(round(c.x)), w - 1)]]
-    return [c for c in verify(x, cars, verifier) if c.score > min_score]
+    verify(x, cars, verifier, shadow_verifier, side)
+    return [c for c in cars if max(score for score, _ in c.readings.values()) > min_score]
 
 
-def verify(x, cars, verifier=None):
-    """The verifier's second look at each candidate: its score becomes the
-    geometric mean of the heat and the probability that a car is centred
-    there, and its type is the verifier's (where it is sure enough)."""
-    probs = (verifier or default_verifier()).probabilities(
-        x, [c.x for c in cars], [c.y for c in cars], [c.theta for c in cars])
-    for car, p in zip(cars, probs):
-        p_car = float(1.0 - p[0])
-        car.score = math.sqrt(car.score * p_car)
-        car.type = _car_type(p[1:] / max(p_car, 1e-6))
+def verify(x, cars, verifier=None, shadow_verifier=None, side=None):
+    """The verifiers' second look at each candidate. Under each reading of
+    the shadows (PixelCar.readings) its score is the geometric mean of the
+    heat and the probability that a car is centred there, and its type is
+    the verifier's (where it is sure enough). Where the image's shadow
+    ``side`` is known already (shadows.ShadowSide) only its reading is
+    made; until then every car also casts its vote on the side."""
+    verifier = verifier or default_verifier()
+    for k in range(0, len(cars), BATCH):
+        batch = cars[k:k + BATCH]
+        s = strips(x, [c.x for c in batch], [c.y for c in batch], [c.theta for c in batch])
+        if shadow_verifier is not None and side is not None:
+            keys = [side.last_rows(c.theta) for c in batch]
+            first = ~np.array(keys)
+            s[first] = s[first][:, :, ::-1]
+            p = shadow_verifier.strip_probabilities(s)
+            for i, car in enumerate(batch):
+                car.readings = {keys[i]: _reading(car.heat, p[i])}
+            continue
+        probs = {None: verifier.strip_probabilities(s)}
+        if shadow_verifier is not None:
+            probs[True] = shadow_verifier.strip_probabilities(s)
+            probs[False] = shadow_verifier.strip_probabilities(s[:, :, ::-1])
+        sides = shadows.side_difference(s[:, 0])
+        for i, car in enumerate(batch):
+            car.side = float(sides[i])
+            car.readings = {key: _reading(car.heat, p[i]) for key, p in probs.items()}
     return cars
+
+
+def _reading(heat, p):
+    """(score, type) of a car from its heat and the verifier's class
+    probabilities ``p``."""
+    p_car = float(1.0 - p[0])
+    return math.sqrt(heat * p_car), _car_type(p[1:] / max(p_car, 1e-6))
+
+
+def shadow_side(voters):
+    """The image's shadow side (shadows.estimate) from the votes of its
+    likely cars (heat at least shadows.VOTE_HEAT), each weighing its
+    side-unknown score squared: its heat times the verifier's probability."""
+    return shadows.estimate([c.side for c in voters], [c.theta for c in voters],
+                            [c.readings[None][0] ** 2 for c in voters])
+
+
+def settle(cars, side, min_score):
+    """Each car's score and type under the reading that the image's shadow
+    ``side`` (shadows.ShadowSide) gives it, the side-unknown one where the
+    side is not told; the cars scoring above ``min_score``."""
+    kept = []
+    for car in cars:
+        if len(car.readings) == 1:      # one verifier, or read with the side known
+            key = next(iter(car.readings))
+        elif side is not None and side.direction is not None:
+            key = side.last_rows(car.theta)
+        else:
+            key = None
+        car.score, car.type = car.readings[key]
+        if car.score > min_score:
+            kept.append(car)
+    return kept
 
 
 def candidates(x, valid, heat_threshold, network=None, is_canceled=None, second_pass_heat=None):
@@ -180,5 +247,5 @@ def candidates(x, valid, heat_threshold, network=None, is_canceled=None, second_
         length_m = float(np.clip(LENGTH_REF_M * math.exp(out[3, j, i]), 4.0, MAX_CAR_M))
         width_m = float(np.clip(WIDTH_REF_M * out[4, j, i], 2.2, 3.6))
         cars.append(PixelCar(cx, cy, length_m / INPUT_GSD, width_m / INPUT_GSD, theta,
-                             float(heat[j, i])))
+                             float(heat[j, i]), heat=float(heat[j, i])))
     return cars

@@ -24,12 +24,13 @@ from shapely.ops import unary_union
 from shapely.prepared import prep
 
 from .blas import single_threaded_blas
-from .cars import detect_in_tile, models_for, scene_threshold
+from .cars import detect_in_tile, floor_threshold, models_for, scene_threshold, settle, shadow_side
 from .dates import raster_date
 from .detections import Detection
 from .errors import Canceled, InputError
 from .imaging import box_along_x, box_along_y
 from .network import INPUT_GSD, grid_step, reach_m
+from .shadows import VOTE_HEAT
 from .raster import RasterSource, _metres_per_degree
 from . import sharpness, track_alignment
 
@@ -71,6 +72,7 @@ class CountResult:
     track_shift_to: str = ""    # which way ("north-east" ...)
     coverage: float = None    # share of the area of interest with image data (None: no AOI)
     score_threshold: float = None  # score the cars reached (cars.scene_threshold)
+    shadow_side: object = None  # shadows.ShadowSide the cars told (None: not asked)
 
     @property
     def count(self):
@@ -88,6 +90,19 @@ class CountResult:
             return ""
         return ("The image is softer than its pixel size (edges spread over %.2f px): it was "
                 "sharpened before counting (amount %.2f)." % (self.blur_px, self.sharpened))
+
+    @property
+    def shadow_note(self):
+        """One line for the log on whether the cars told which side their
+        shadows fall on (imagery the shadow-side verifier reads), else ''."""
+        side = self.shadow_side
+        if side is None:
+            return ""
+        if side.direction is not None:
+            return ("%d cars agreed on the side their shadows fall on (agreement %.2f): each "
+                    "car was checked knowing it." % (side.votes, side.agreement))
+        return ("The cars do not agree on the side their shadows fall on (%d cars, agreement "
+                "%.2f): cars were checked without it." % (side.votes, side.agreement))
 
     @property
     def track_note(self):
@@ -404,9 +419,9 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         [src.read(x, y, w, h, w, h)[0] for x, y, w, h in
          sharpness.patch_windows(bounds or (0, 0, src.width, src.height))])
     sigma, amount = sharpness.sharpening(blur_px, src.gsd_m, work)
-    network, verifier = models_for(src.gsd_m)
+    network, verifier, shadow_verifier = models_for(src.gsd_m)
 
-    def run(win):
+    def run(win, side):
         # OGR layers are not shared between threads: one per worker
         if tracks and not hasattr(local, "tracks"):
             local.tracks = _ogr_layer(src, tracks)
@@ -423,9 +438,16 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
             return win, [], covered
         gray = sharpness.unsharp(gray, sigma, amount)
         return win, detect_in_tile(gray, options.sensitivity, track_mask=mask, network=network,
-                                   is_canceled=is_canceled, verifier=verifier), covered
+                                   is_canceled=is_canceled, verifier=verifier,
+                                   shadow_verifier=shadow_verifier, side=side), covered
 
-    found = []
+    found = []     # (window, car): cars in their window's core
+    # The image's cars tell which side shadows fall on (shadows.py). Once
+    # the windows counted so far are sure of it, the next ones are read
+    # with that side alone; results come back in the order the windows
+    # were started, so which windows those are never depends on timing.
+    side = None
+    voters = []
     done = 0
     covered = 0.0
     # Two workers (numpy and GDAL release the GIL); a bounded queue keeps
@@ -438,7 +460,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                 win = next(todo, None)
                 if win is None:
                     break
-                pending.append(pool.submit(run, win))
+                pending.append(pool.submit(run, win, side))
             if not pending:
                 break
             win, cars, win_covered = pending.popleft().result()
@@ -448,20 +470,27 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                     f.cancel()
                 raise Canceled()
             cx0, cy0, cx1, cy1 = win.core
-            for car in cars:
-                nx, ny = win.to_native(car.x, car.y)
-                if not (cx0 - tol * win.sx <= nx < cx1 + tol * win.sx and
-                        cy0 - tol * win.sy <= ny < cy1 + tol * win.sy):
-                    continue
-                det = geo.detection(car, win, work)
-                if aoi_test is not None and not aoi_test.contains(Point(det.cx, det.cy)):
-                    continue
-                found.append(det)
+            mine = [car for car in cars
+                    if cx0 - tol * win.sx <= win.to_native(car.x, car.y)[0] < cx1 + tol * win.sx
+                    and cy0 - tol * win.sy <= win.to_native(car.x, car.y)[1] < cy1 + tol * win.sy]
+            found.extend((win, car) for car in mine)
+            if shadow_verifier is not None and side is None:
+                voters.extend(car for car in mine if car.heat >= VOTE_HEAT)
+                told = shadow_side(voters)
+                side = told if told.sure else None
             done += 1
             if progress is not None:
                 progress(done / len(windows))
+    # each car takes the verifier's reading for the side its image told
+    if shadow_verifier is not None and side is None:
+        side = shadow_side(voters)
+    kept = set(map(id, settle([car for _, car in found], side,
+                              floor_threshold(options.sensitivity))))
+    dets = [geo.detection(car, win, work) for win, car in found if id(car) in kept]
+    if aoi_test is not None:
+        dets = [d for d in dets if aoi_test.contains(Point(d.cx, d.cy))]
     units_per_m = math.hypot(src.gt[1], src.gt[4]) / src.gsd_x_m
-    dets = _deduplicate(found, 30.0 * units_per_m)
+    dets = _deduplicate(dets, 30.0 * units_per_m)
     shift = (0.0, 0.0)
     if tracks:
         dets, shift = _keep_on_tracks(src, dets, tracks)
@@ -483,4 +512,5 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                        blur_px=blur_px, sharpened=amount,
                        track_shift_m=round(math.hypot(*shift), 1),
                        track_shift_to=geo.compass(shift) if any(shift) else "",
-                       coverage=coverage, score_threshold=round(min_score, 3))
+                       coverage=coverage, score_threshold=round(min_score, 3),
+                       shadow_side=side)

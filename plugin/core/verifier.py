@@ -8,6 +8,9 @@ whether a car is centred there, and of which type. It learns from every
 pixel of the strip, where the network's type output learns from one pixel
 per car, so it tells types (locomotives among them) far better, and it
 turns away shadows, containers and trucks the network mistook for cars.
+The shadow-side verifier is the same network trained on strips turned so
+that the car's shadow falls on their last rows: told the side (shadows.py),
+it tells a car's shadow on the next track from a dark car far better.
 
 Trained by tests/benchmarks/train_verifier.py (PyTorch, development only).
 """
@@ -19,6 +22,7 @@ from .network import TYPES, conv_hwc, tap_weights
 
 WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_verifier.npz")
 COARSE_WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_verifier_coarse.npz")
+SHADOW_SIDE_WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_verifier_shadow_side.npz")
 STRIP_LENGTH = 56      # pixels along the car axis (28 m at 0.5 m)
 STRIP_WIDTH = 24       # pixels across it (12 m)
 CLASSES = ("none",) + TYPES          # "none": no car is centred here
@@ -73,7 +77,10 @@ def _pool2(a):
 
 
 class Verifier:
-    def __init__(self, path=WEIGHTS):
+    def __init__(self, path=WEIGHTS, shadow_side=False):
+        # shadow_side: trained on strips turned so that the car's shadow
+        # falls on their last rows (shadows.py)
+        self.shadow_side = shadow_side
         with np.load(path) as data:
             self.p = {k: data[k].astype(np.float32) for k in data.files}
         self.taps = {name: tap_weights(self.p[name + ".weight"]) for name, _, _ in CONVS}
@@ -90,31 +97,35 @@ class Verifier:
         a = np.maximum(a @ p["fc1.weight"].T + p["fc1.bias"], 0)
         return a @ p["fc2.weight"].T + p["fc2.bias"]
 
-    def probabilities(self, x, xs, ys, thetas):
-        """Class probabilities (N, len(CLASSES)) of candidates in the input
-        channels ``x``, averaged over the strip and the strip turned end for
-        end (the network's axis does not say which end is which)."""
-        if len(xs) == 0:
-            return np.zeros((0, len(CLASSES)), np.float32)
-        probs = []
-        # a batch at a time: a dense yard has thousands of candidates and
-        # the first layer's output is 86 KB per strip
-        for k in range(0, len(xs), BATCH):
-            s = strips(x, xs[k:k + BATCH], ys[k:k + BATCH], thetas[k:k + BATCH])
+    def strip_probabilities(self, s):
+        """Class probabilities (N, len(CLASSES)) of strips (N, 2,
+        STRIP_WIDTH, STRIP_LENGTH). Those of the side-unknown verifier are
+        averaged over each strip and its copy turned end for end (the
+        network's axis does not say which end is which). A shadow-side
+        verifier's strips must have the shadow on their last rows' side;
+        averaging them with their mirror along the axis changed no score
+        that mattered (dense 0.5 m tuning yards: F1 0.975 both ways), so
+        they are looked at once."""
+        if self.shadow_side:
+            z = self.logits(s)
+        else:
             z = self.logits(np.concatenate([s, s[:, :, ::-1, ::-1]]))
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            e /= e.sum(axis=1, keepdims=True)
-            probs.append(0.5 * (e[:len(s)] + e[len(s):]))
-        return np.concatenate(probs)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        e /= e.sum(axis=1, keepdims=True)
+        return e if self.shadow_side else 0.5 * (e[:len(s)] + e[len(s):])
 
 
 _cached = {}
 
 
-def default_verifier(coarse=False):
-    """The shipped verifier, loaded once (``coarse``: the one trained with
-    the coarse-imagery network, cars.COARSE_MODEL_GSD_M)."""
-    path = COARSE_WEIGHTS if coarse else WEIGHTS
+def default_verifier(coarse=False, shadow_side=False):
+    """A shipped verifier, loaded once: ``coarse`` for the one trained with
+    the coarse-imagery network (cars.COARSE_MODEL_GSD_M), ``shadow_side``
+    for the one that is told which side the shadows fall on (finer
+    imagery only: None for coarse)."""
+    if shadow_side and coarse:
+        return None
+    path = SHADOW_SIDE_WEIGHTS if shadow_side else COARSE_WEIGHTS if coarse else WEIGHTS
     if path not in _cached:
-        _cached[path] = Verifier(path)
+        _cached[path] = Verifier(path, shadow_side)
     return _cached[path]

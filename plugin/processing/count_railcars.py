@@ -81,8 +81,9 @@ def resolve_date(typed, layer, path):
 def log_result(feedback, result, indent=""):
     """What Processing's log says about one counted image (both algorithms):
     how it was counted, what the analyst should know, and its count."""
-    if result.sharpening_note:
-        feedback.pushInfo(indent + result.sharpening_note)
+    for note in (result.sharpening_note, result.shadow_note):
+        if note:
+            feedback.pushInfo(indent + note)
     for warning in result.warnings:
         feedback.pushWarning(indent + warning)
     feedback.pushInfo("%s%d railcars (%d locomotives) scoring %.2f or more (this image's "
