@@ -20,7 +20,7 @@ import numpy as np
 from .network import (INPUT_GSD, LENGTH_REF_M, OUTPUT_STRIDE, TYPES, WIDTH_REF_M,
                       default_network, input_channels)
 from . import shadows
-from .verifier import BATCH, default_verifier, strips
+from .verifier import BATCH, CLASSES, default_verifier, strips
 
 MAX_CAR_M = 24.5          # longest car body the detector reports (railcars.md: 23.2 m)
 
@@ -170,10 +170,15 @@ def verify(x, cars, verifier=None, shadow_verifier=None, side=None):
         batch = cars[k:k + BATCH]
         s = strips(x, [c.x for c in batch], [c.y for c in batch], [c.theta for c in batch])
         if shadow_verifier is not None and side is not None:
-            keys = [side.last_rows(c.theta) for c in batch]
-            first = ~np.array(keys)
+            keys = [side.reading(c.theta) for c in batch]
+            first = np.array([k is False for k in keys])
             s[first] = s[first][:, :, ::-1]
-            p = shadow_verifier.strip_probabilities(s)
+            by_side = np.array([k is not None for k in keys])
+            p = np.zeros((len(batch), len(CLASSES)), np.float32)
+            if by_side.any():
+                p[by_side] = shadow_verifier.strip_probabilities(s[by_side])
+            if not by_side.all():
+                p[~by_side] = verifier.strip_probabilities(s[~by_side])
             for i, car in enumerate(batch):
                 car.readings = {keys[i]: _reading(car.heat, p[i])}
             continue
@@ -211,10 +216,8 @@ def settle(cars, side, min_score):
     for car in cars:
         if len(car.readings) == 1:      # one verifier, or read with the side known
             key = next(iter(car.readings))
-        elif side is not None and side.direction is not None:
-            key = side.last_rows(car.theta)
         else:
-            key = None
+            key = side.reading(car.theta) if side is not None else None
         car.score, car.type = car.readings[key]
         if car.score > min_score:
             kept.append(car)

@@ -46,6 +46,12 @@ MIN_WEIGHT = 2.0          # less: too few likely cars to judge the side by (4-5 
 SURE_WEIGHT = 40.0
 SURE_Z = 4.0
 RIDGE = 0.05              # keeps the fit stable when every track runs one way
+# A shadow this little across its car (the cosine between the shadow's
+# direction and the car's across_axis) falls past the car's ends: no side
+# to read it by. Cars on parallel tracks always have the side (the fit
+# cannot see the shadows' slant along them); on curved yards with the sun
+# along the tracks, some cars do not.
+ALONG_SHADOW = 0.3
 
 
 def shadow_direction(sun_azimuth_deg):
@@ -91,11 +97,16 @@ class ShadowSide:
     def sure(self):
         return self.direction is not None and self.weight >= SURE_WEIGHT and self.z >= SURE_Z
 
-    def last_rows(self, theta):
-        """Whether a car's shadow falls on its strip's last rows' side."""
+    def reading(self, theta):
+        """Which reading of a car (axis ``theta``) to take: True where its
+        shadow falls on its strip's last rows' side, False on the first's,
+        None where the side is not told or the shadow falls along the car."""
+        if self.direction is None:
+            return None
         ux, uy = self.direction
         vx, vy = across_axis(theta)
-        return ux * vx + uy * vy >= 0
+        across = ux * vx + uy * vy
+        return None if abs(across) < ALONG_SHADOW else across > 0
 
 
 def estimate(differences, thetas, weights):

@@ -43,7 +43,8 @@ from train_network import (SHADOW, coarse_low_sun_spec, few_track_spec, random_s
 
 from railcar_counter.plugin.core import synthetic  # noqa: E402
 from railcar_counter.plugin.core.cars import candidates  # noqa: E402
-from railcar_counter.plugin.core.shadows import across_axis, shadow_direction  # noqa: E402
+from railcar_counter.plugin.core.shadows import (ALONG_SHADOW, across_axis,  # noqa: E402
+                                                 shadow_direction)
 from railcar_counter.plugin.core.network import INPUT_GSD, TYPES, RailcarNet  # noqa: E402
 from railcar_counter.plugin.core.network import WEIGHTS as NETWORK_WEIGHTS  # noqa: E402
 from railcar_counter.plugin.core.verifier import (CLASSES, CONVS, FLAT, HIDDEN, WEIGHTS,  # noqa: E402
@@ -126,9 +127,6 @@ def label_candidates(cars_found, cars, beside_shadows=False):
     return samples
 
 
-# A shadow this little across its car (the cosine between the two) lies
-# along it: no side to learn from
-ALONG_SHADOW = 0.3
 SHADOW_CLEAR_M = (2.0, 3.0)   # along, across: how far a shadow sample keeps off a car
 
 
@@ -157,10 +155,11 @@ def collect(specs, cache, network, beside_shadows=False):
     return scenes, np.array(samples, np.float64)
 
 
-def sample_batch(scenes, samples, rng, batch, shadows=None):
+def sample_batch(scenes, samples, rng, batch, shadows=None, along=0.0):
     """A batch of strips and their classes. With ``shadows`` (each scene's
     shadow_direction) every strip is turned so that shadows fall towards
-    its last rows, and mirrored only along its axis."""
+    its last rows, and mirrored only along its axis; one whose shadow lies
+    less than ``along`` across it (shadows.ALONG_SHADOW), either way."""
     rows = samples[rng.integers(0, len(samples), batch)]
     xs = []
     for row in rows:
@@ -171,9 +170,8 @@ def sample_batch(scenes, samples, rng, batch, shadows=None):
         s = strips(scenes[k], [x], [y], [th])[0]
         if shadows is not None:
             across = np.dot(shadows[k], across_axis(th))
-            # a shadow cast along the car says nothing of a side: either
-            # way round, as the image's estimate may put it (h03, README)
-            if across < 0 if abs(across) >= ALONG_SHADOW else rng.random() < 0.5:
+            # a shadow cast along its car says nothing of a side (--along-either-way)
+            if across < 0 if abs(across) >= along else rng.random() < 0.5:
                 s = s[:, ::-1, :]
             if rng.random() < 0.5:      # mirror along the axis
                 s = s[:, :, ::-1]
@@ -232,8 +230,12 @@ def main(argv=None):
                          "(tried with the lone-car network, not shipped: README, Quiet yards)")
     ap.add_argument("--sun-side", action="store_true",
                     help="turn every strip so that shadows fall on the same side (each scene's "
-                         "sun azimuth); the verifier then needs the image's sun azimuth to run: "
-                         "an experiment, not shipped (README, Quiet yards)")
+                         "sun azimuth): a shadow-side verifier, which counts once the image's "
+                         "cars have told that side (plugin/core/shadows.py)")
+    ap.add_argument("--along-either-way", action="store_true",
+                    help="with --sun-side, turn strips whose shadow falls along the car "
+                         "(shadows.ALONG_SHADOW) either way at random: the image's estimate "
+                         "cannot see a side there")
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0,
@@ -272,7 +274,8 @@ def main(argv=None):
     t0 = time.time()
     run = None
     for step in range(1, args.steps + 1):
-        x, y = sample_batch(scenes, samples, rng, args.batch, shadows)
+        x, y = sample_batch(scenes, samples, rng, args.batch, shadows,
+                            ALONG_SHADOW if args.along_either_way else 0.0)
         out = model(x)
         loss = F.cross_entropy(out, y, weight=weight)
         opt.zero_grad()
