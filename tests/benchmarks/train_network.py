@@ -21,27 +21,28 @@ and last, with car shadows weighed as hard negatives (--shadow-weight 4):
     (shadows as the car's rectangle moved, not yet swept), then
     --scenes 260 --first 100 --sites 24 --steps 4000 --max-lr 4e-4 --init F.npz
     --scenes 260 --first 100 --sites 24 --few-track 60 --balance-types
-        --steps 3000 --max-lr 4e-4 --init G.npz
+        --steps 3000 --max-lr 4e-4 --init G.npz      (H.npz, 0.3.0-0.3.7)
 (the first run used an earlier version of the scene generator; about 3
 hours of training in all).
 
 Tried and not shipped: the last weights fine-tuned with
     --scenes 260 --first 100 --sites 24 --few-track 60 --coarse 80
-        --balance-types --steps 3000 --max-lr 3e-4 --init railcar_net.npz
+        --balance-types --steps 3000 --max-lr 3e-4 --init H.npz
 made the tuning suite's 0.7-1.0 m band worse (README, Accuracy).
 
-Tried and not shipped (0.3.7): the shipped weights fine-tuned for lone cars,
+and last (0.3.8), fine-tuned for lone cars:
     --scenes 260 --first 100 --sites 24 --few-track 60 --sparse 200
         --balance-types --lone-weight 5 --steps 2500 --max-lr 3e-4
-        --init railcar_net.npz
-and 2000 more steps with --lone-weight 10: lone cars scored higher, but
-so did their shadows; quiet 0.5 m yards were miscounted as much as before
-(README, Quiet yards).
+        --init H.npz
+Lone cars score higher, and so do their shadows: tried alone in 0.3.7 it
+miscounted quiet 0.5 m yards as much as before; with the shadow-side
+verifiers (train_verifier.py) it counts them better (README, Quiet yards).
+2000 more steps with --lone-weight 10 were no better.
 
 The coarse-imagery weights (railcar_net_coarse.npz, used above 0.6 m) are
-the shipped ones fine-tuned with quiet yards (README, Quiet yards):
+H.npz fine-tuned with quiet yards (README, Quiet yards):
     --scenes 260 --first 100 --sites 24 --few-track 60 --sparse 100
-        --balance-types --steps 2000 --max-lr 3e-4 --init railcar_net.npz
+        --balance-types --steps 2000 --max-lr 3e-4 --init H.npz
         --out railcar_net_coarse.npz
 """
 import argparse

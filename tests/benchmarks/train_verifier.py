@@ -12,8 +12,10 @@ peak on a long car: the verifier cannot tell it from the car's own centre).
 Cars the network missed are added at their true centres, so the verifier
 sees every car type, and the cars' shadows are added as "none".
 
-The shipped weights: --fresh 300 --steps 10000 (on 2 cores about 20
-minutes to draw the fresh scenes and collect candidates, 13 to train).
+The side-unknown verifier (railcar_verifier.npz): --fresh 300 --steps 10000
+--network H.npz, the network of 0.3.0-0.3.7 (train_network.py; on 2 cores
+about 20 minutes to draw the fresh scenes and collect candidates, 13 to
+train).
 After retraining the network, train the verifier on its candidates
 (--network; add --coarse as the network had it). Tried and not shipped:
 --coarse 80 --fresh-coarse 60 with either network (README, Accuracy).
@@ -22,7 +24,12 @@ The coarse-imagery verifier (railcar_verifier_coarse.npz): --fresh 300
 --out railcar_verifier_coarse.npz.
 --beside-shadows also teaches that a car's own shadow on the next track is
 no car; with the lone-car network it turned those shadows away but took
-dark cars beside bright ones for shadows (README, Quiet yards): not shipped.
+dark cars beside bright ones for shadows (README, Quiet yards). Telling it
+the side the shadow lies on (--sun-side) cures that: the two shadow-side
+verifiers shipped in 0.3.8 are --fresh 300 --fresh-sparse 150 --network
+railcar_net.npz --beside-shadows --sun-side --steps 10000 --out
+railcar_verifier_shadow_side.npz, and the same with --along-either-way
+--out railcar_verifier_shadow_side_along.npz.
 """
 import argparse
 import math
