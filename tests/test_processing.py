@@ -345,4 +345,4 @@ def test_log_and_output_say_when_a_soft_image_was_sharpened(processing_ready, so
     assert "sharpened before counting" in logs["soft"] and amounts["soft"] > 0
     assert "sharpened" not in logs["sharp"] and amounts["sharp"] == 0
     # and whether its cars told which side their shadows fall on (they do)
-    assert "agreed on the side their shadows fall on" in logs["sharp"]
+    assert "The cars agree on the side their shadows fall on" in logs["sharp"]

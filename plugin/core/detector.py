@@ -99,9 +99,9 @@ class CountResult:
         if side is None:
             return ""
         if side.direction is not None:
-            return ("%d cars agreed on the side their shadows fall on (agreement %.2f): each "
-                    "car was checked knowing it." % (side.votes, side.agreement))
-        return ("The cars do not agree on the side their shadows fall on (%d cars, agreement "
+            return ("The cars agree on the side their shadows fall on (%d voted, agreement "
+                    "%.2f): each car was checked knowing it." % (side.votes, side.agreement))
+        return ("The cars do not agree on the side their shadows fall on (%d voted, agreement "
                 "%.2f): cars were checked without it." % (side.votes, side.agreement))
 
     @property
@@ -470,9 +470,12 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                     f.cancel()
                 raise Canceled()
             cx0, cy0, cx1, cy1 = win.core
-            mine = [car for car in cars
-                    if cx0 - tol * win.sx <= win.to_native(car.x, car.y)[0] < cx1 + tol * win.sx
-                    and cy0 - tol * win.sy <= win.to_native(car.x, car.y)[1] < cy1 + tol * win.sy]
+            mine = []
+            for car in cars:
+                nx, ny = win.to_native(car.x, car.y)
+                if (cx0 - tol * win.sx <= nx < cx1 + tol * win.sx and
+                        cy0 - tol * win.sy <= ny < cy1 + tol * win.sy):
+                    mine.append(car)
             found.extend((win, car) for car in mine)
             if shadow_verifier is not None and side is None:
                 voters.extend(car for car in mine if car.heat >= VOTE_HEAT)

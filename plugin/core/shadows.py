@@ -2,9 +2,9 @@
 
 A car's shadow lies on one side of it, the side away from the sun, and on
 the next track it looks like a dark car. The shadow-side verifier
-(verifier.py) tells the two apart far better when it knows that side: on
-the dense 0.5 m tuning yards F1 rose from 0.969 to 0.979 and false cars
-halved. But a wrong side costs far more than none (F1 0.803 with the sun
+(verifier.py) tells the two apart far better when it knows that side:
+given each scene's true sun, F1 on the dense 0.5 m tuning yards rose from
+0.969 to 0.979 and false cars halved. But a wrong side costs far more than none (F1 0.803 with the sun
 turned by 180 degrees), so the side is used only when the image is sure.
 
 Every likely car votes with the ground just beside it, 1.6-2.8 m from
@@ -13,8 +13,9 @@ shadow lies whatever the sun's height (bands farther out mostly hold the
 next track's car, whose colour drowns the shadow: 2-6 m agreed half as
 well, and put a winter yard's shadows on no side). The votes, fitted
 together, give the direction shadows fall in, and how well they agree
-says whether to trust it. A vote weighs as much as its car is likely
-(heat times the side-unknown verifier's probability).
+says whether to trust it. A vote is the sign of the difference, and
+weighs as much as its car is likely (heat times the side-unknown
+verifier's probability).
 """
 from dataclasses import dataclass
 import math
@@ -29,9 +30,10 @@ ALONG_M = 5.0             # along the axis, each way from the centre
 # The side is used where the votes agree this well (1: all say the same,
 # 0: an even split) and this far beyond chance (ShadowSide.z: how many
 # standard errors of an even split). On the 15 tuning scenes, 8 quiet yards
-# and 10 yards with the sun along the tracks, every scene told had the side
-# right for every car (86-99 % on curved yards with the sun along the
-# tracks, where some cars' shadows fall past their ends): dense yards gave
+# and 11 tuning yards remade with the sun 0-35 degrees off the tracks (t01,
+# t03), every scene told had the side right for every car (86-99 % on
+# curved yards with the sun along the tracks, where some cars' shadows
+# fall past their ends): dense yards gave
 # z 3.4-12, quiet yards of 6-24 cars 1.1-3.3 (those under 2 are read
 # without the side). One wrong side: an empty 0.7 m yard, z 3.9, where
 # dark bushes beside the tracks were taken for cars, weighing 3.1 in all;
