@@ -4,8 +4,9 @@ A car's shadow lies on one side of it, the side away from the sun, and on
 the next track it looks like a dark car. The shadow-side verifier
 (verifier.py) tells the two apart far better when it knows that side:
 given each scene's true sun, F1 on the dense 0.5 m tuning yards rose from
-0.969 to 0.979 and false cars halved. But a wrong side costs far more than none (F1 0.803 with the sun
-turned by 180 degrees), so the side is used only when the image is sure.
+0.969 to 0.979 and false cars halved. But a wrong side costs far more
+than none (F1 0.803 with the sun turned by 180 degrees), so the side is
+used only when the image is sure.
 
 Every likely car votes with the ground just beside it, 1.6-2.8 m from
 its axis on either side: the gap between it and the next track, where its
