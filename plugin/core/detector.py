@@ -477,8 +477,9 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                         cy0 - tol * win.sy <= ny < cy1 + tol * win.sy):
                     mine.append(car)
             found.extend((win, car) for car in mine)
-            if shadow_verifier is not None and side is None:
-                voters.extend(car for car in mine if car.heat >= VOTE_HEAT)
+            new_voters = [car for car in mine if car.heat >= VOTE_HEAT]
+            if shadow_verifier is not None and side is None and new_voters:
+                voters.extend(new_voters)
                 told = shadow_side(voters)
                 side = told if told.sure else None
             done += 1

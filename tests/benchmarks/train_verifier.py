@@ -234,7 +234,8 @@ def main(argv=None):
                          "system's temporary folder)")
     ap.add_argument("--beside-shadows", action="store_true",
                     help="also teach that a car's own shadow on the next track is no car "
-                         "(tried with the lone-car network, not shipped: README, Quiet yards)")
+                         "(alone it took dark cars beside bright ones for shadows; shipped "
+                         "with --sun-side: README, Quiet yards)")
     ap.add_argument("--sun-side", action="store_true",
                     help="turn every strip so that shadows fall on the same side (each scene's "
                          "sun azimuth): a shadow-side verifier, which counts once the image's "
