@@ -142,6 +142,9 @@ def count_freight(layer):
     return None if 0 <= total < expected else n
 
 
+REREAD_LIMIT = 100
+
+
 class RailcarCounterDock(QgsDockWidget):
     # Asks for a recount after an edit; queued, so a layer signal sent from
     # any thread lands in the dock's own thread and event loop.
@@ -157,7 +160,9 @@ class RailcarCounterDock(QgsDockWidget):
         self._recount_timer.timeout.connect(self.recount)
         self.recountRequested.connect(self._recount_timer.start,
                                       Qt.ConnectionType.QueuedConnection)
-        # A layer that could not be read is read again a little later.
+        # A layer that could not be read is read again a little later, for
+        # up to REREAD_LIMIT tries (30 s: on a loaded machine the reopening
+        # took longer than the 6 s once allowed, and the count stayed stale).
         self._reread_timer = QTimer(self)
         self._reread_timer.setSingleShot(True)
         self._reread_timer.setInterval(300)
@@ -1248,7 +1253,7 @@ class RailcarCounterDock(QgsDockWidget):
                     row.status = "edited"
                     changed = True
         self._rereads = self._rereads + 1 if unread else 0
-        if unread and self._rereads <= 20:
+        if unread and self._rereads <= REREAD_LIMIT:
             self._reread_timer.start()
         if changed:
             self.refresh()
