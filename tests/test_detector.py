@@ -2,6 +2,7 @@
 small realistic yard, look-alikes, area of interest, known tracks, window
 seams, progress and Cancel."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -186,6 +187,24 @@ def test_the_yard_tells_which_side_shadows_fall_on(yard):
     side = count_railcars(yard[0]).shadow_side
     assert side.direction is not None, side
     assert np.dot(side.direction, shadow_direction(YARD.sun_azimuth)) > 0.5, side
+
+
+def test_a_lone_car_s_shadow_side_comes_from_the_date_and_latitude(raster_factory):
+    """One car cannot outvote chance; on a winter date at 42 N the sun
+    stands in the south all day, so shadows fall north of east-west tracks."""
+    path, _ = raster_factory("lone_2022-12-01.tif", n_cars=1, tracks=1)
+    res = count_railcars(path)
+    side = res.shadow_side
+    assert side.by_date and side.z < shadows.MIN_Z, side
+    np.testing.assert_allclose(side.direction, (0.0, -1.0), atol=0.03)   # north, pixel frame
+    assert side.reading(0.0) is not None                # an east-west car: its side is read
+    assert "date and latitude" in res.shadow_note
+    assert res.count == 1
+    # no date, or a June date (the sun swings from east to west): no side
+    assert count_railcars(path, CountOptions(date="2022-06-21")).shadow_side.direction is None
+    undated = path.replace("lone_2022-12-01", "lone")
+    os.rename(path, undated)
+    assert count_railcars(undated).shadow_side.direction is None
 
 
 def test_windows_read_with_the_side_alone_find_what_every_reading_finds(yard, monkeypatch):

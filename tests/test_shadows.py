@@ -87,3 +87,51 @@ def test_a_shadow_cast_along_its_car_has_no_side_to_read():
     assert side.reading(0.0) is None                     # axis east-west
     assert side.reading(math.radians(90.0)) is not None  # axis north-south
     assert shadows.ShadowSide(None, 0.0, 0, 0.0).reading(0.3) is None
+
+
+def test_the_sun_stands_where_an_almanac_puts_it():
+    """Noon on the equinox at 42 N: due south, 48 degrees high; 10:30 at
+    the December solstice: south-east and low."""
+    e, n, up = shadows.sun_vector(42.0, 80, 12.0)
+    assert abs(e) < 1e-9 and n < 0
+    assert math.degrees(math.asin(up)) == pytest.approx(48.0, abs=1.0)
+    e, n, up = shadows.sun_vector(42.0, 355, 10.5)
+    azimuth = math.degrees(math.atan2(e, n)) % 360
+    assert 140 < azimuth < 160 and 15 < math.degrees(math.asin(up)) < 22
+
+
+def test_by_day_shadows_fall_towards_the_pole_within_a_spread_that_the_date_gives():
+    winter = shadows.daytime_shadows(42.4, "2022-12-01")
+    (e, n), spread = winter
+    assert abs(e) < 1e-6 and n == pytest.approx(1.0)             # north
+    assert 30 < spread < 40            # between 9:30 and 14:30 the sun stays low in the south
+    (e, n), equinox = shadows.daytime_shadows(42.4, "2022-03-21")
+    assert n == pytest.approx(1.0) and equinox > spread            # it swings wider
+    (e, n), south = shadows.daytime_shadows(-35.0, "2022-06-21")
+    assert n == pytest.approx(-1.0)                                # southern hemisphere
+    # summer mornings put the sun in the east, the tropics put it north or south
+    assert shadows.daytime_shadows(42.4, "2022-06-21") is None
+    assert shadows.daytime_shadows(5.0, "2022-03-21") is None
+    assert shadows.daytime_shadows(42.4, "") is None
+    assert shadows.daytime_shadows(42.4, "2022-02-30") is None
+
+
+def test_the_date_tells_the_side_where_the_votes_do_not():
+    """Too few votes: the date's direction, read only for cars whose
+    side every direction within its spread agrees on."""
+    rng = np.random.default_rng(4)
+    thetas = rng.uniform(0, 2 * math.pi, 3)
+    north = (0.0, -1.0)                                   # pixel frame, north up
+    told = shadows.estimate(rng.normal(0, 0.1, 3), thetas, np.full(3, 0.5), (north, 36.0))
+    assert told.by_date and told.direction == north and not told.sure
+    assert told.min_across == pytest.approx(math.sin(math.radians(36.0)))
+    # an east-west track: the shadow lies north, on its strip's first rows' side
+    assert told.reading(0.0) is False
+    assert told.reading(math.radians(90.0)) is None    # north-south track: morning or afternoon?
+    assert told.reading(math.radians(60.0)) is None    # 30 degrees off north-south: still in doubt
+    assert told.reading(math.radians(30.0)) is False
+    # cars that agree are believed over the date
+    truth = shadows.shadow_direction(300.0)
+    many = rng.uniform(0, 2 * math.pi, 300)
+    votes = shadows.estimate(_votes(rng, many, truth, 0.05), many, np.full(300, 0.6), (north, 36.0))
+    assert not votes.by_date and np.dot(votes.direction, truth) > 0.95

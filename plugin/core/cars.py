@@ -200,12 +200,13 @@ def _reading(heat, p):
     return math.sqrt(heat * p_car), _car_type(p[1:] / max(p_car, 1e-6))
 
 
-def shadow_side(voters):
+def shadow_side(voters, by_date=None):
     """The image's shadow side (shadows.estimate) from the votes of its
     likely cars (heat at least shadows.VOTE_HEAT), each weighing its
-    side-unknown score squared: its heat times the verifier's probability."""
+    side-unknown score squared: its heat times the verifier's probability;
+    or where they do not tell, from ``by_date`` (as shadows.estimate)."""
     return shadows.estimate([c.side for c in voters], [c.theta for c in voters],
-                            [c.readings[None][0] ** 2 for c in voters])
+                            [c.readings[None][0] ** 2 for c in voters], by_date)
 
 
 def settle(cars, side, min_score):

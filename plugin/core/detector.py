@@ -30,9 +30,8 @@ from .detections import Detection
 from .errors import Canceled, InputError
 from .imaging import box_along_x, box_along_y
 from .network import INPUT_GSD, grid_step, reach_m
-from .shadows import VOTE_HEAT
 from .raster import RasterSource, _metres_per_degree
-from . import sharpness, track_alignment
+from . import shadows, sharpness, track_alignment
 
 TILE_M = 260.0            # core of a window, metres (memory per worker ~ its square)
 MARGIN_M = reach_m() + 4.0  # the network sees this far: cores do not depend on seams
@@ -98,6 +97,11 @@ class CountResult:
         side = self.shadow_side
         if side is None:
             return ""
+        if side.by_date:
+            return ("The cars do not agree on the side their shadows fall on (%d voted, "
+                    "agreement %.2f), but the image's date and latitude tell where they fall "
+                    "(within %.0f degrees by day): cars whose side that leaves in no doubt "
+                    "were checked knowing it." % (side.votes, side.agreement, side.spread_deg))
         if side.direction is not None:
             return ("The cars agree on the side their shadows fall on (%d voted, agreement "
                     "%.2f): each car was checked knowing it." % (side.votes, side.agreement))
@@ -379,6 +383,19 @@ def _deduplicate(dets, cell_size):
     return kept
 
 
+def _shadows_by_date(src, date):
+    """Where the image's date and latitude put shadows (shadows.daytime_shadows),
+    as shadows.estimate takes it: the direction in the pixel frame and the
+    spread in degrees. None without a date or a place on the earth."""
+    frame = src.ground_frame() if date else None
+    told = shadows.daytime_shadows(frame[0], date) if frame else None
+    if told is None:
+        return None
+    lat, east, north = frame
+    (e, n), spread = told
+    return (e * east[0] + n * north[0], e * east[1] + n * north[1]), spread
+
+
 def count_railcars(path, options=None, progress=None, is_canceled=None):
     """Detect every railcar on the raster at ``path``.
 
@@ -420,6 +437,8 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
          sharpness.patch_windows(bounds or (0, 0, src.width, src.height))])
     sigma, amount = sharpness.sharpening(blur_px, src.gsd_m, work)
     network, verifier, shadow_verifier = models_for(src.gsd_m)
+    date = options.date or raster_date(path)
+    by_date = _shadows_by_date(src, date) if shadow_verifier is not None else None
 
     def run(win, side):
         # OGR layers are not shared between threads: one per worker
@@ -477,17 +496,17 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
                         cy0 - tol * win.sy <= ny < cy1 + tol * win.sy):
                     mine.append(car)
             found.extend((win, car) for car in mine)
-            new_voters = [car for car in mine if car.heat >= VOTE_HEAT]
+            new_voters = [car for car in mine if car.heat >= shadows.VOTE_HEAT]
             if shadow_verifier is not None and side is None and new_voters:
                 voters.extend(new_voters)
-                told = shadow_side(voters)
+                told = shadow_side(voters, by_date)
                 side = told if told.sure else None
             done += 1
             if progress is not None:
                 progress(done / len(windows))
     # each car takes the verifier's reading for the side its image told
     if shadow_verifier is not None and side is None:
-        side = shadow_side(voters)
+        side = shadow_side(voters, by_date)
     kept = set(map(id, settle([car for _, car in found], side,
                               floor_threshold(options.sensitivity))))
     dets = [geo.detection(car, win, work) for win, car in found if id(car) in kept]
@@ -506,7 +525,6 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
         g = src.gt
         aoi_px = aoi.area / abs(g[1] * g[5] - g[2] * g[4])
         coverage = round(min(1.0, covered / aoi_px), 3) if aoi_px > 0 else 0.0
-    date = options.date or raster_date(path)
     source = options.source or os.path.splitext(os.path.basename(path))[0]
     for d in dets:
         d.date, d.source = date, source

@@ -204,6 +204,35 @@ class RasterSource:
                              "again." % os.path.basename(self.path))
         return sx, sy
 
+    def ground_frame(self):
+        """The latitude of the raster's centre and the unit vectors that
+        point east and north in its pixel frame (x along columns, y along
+        rows, each in metres): (lat, east, north). None where the raster
+        has no CRS that places it on the earth."""
+        if not self.crs_wkt or not (self.srs.IsProjected() or self.srs.IsGeographic()):
+            return None
+        c, r = self.width / 2.0, self.height / 2.0
+        try:
+            geo = self.srs.CloneGeogCS()
+            geo.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            to_geo = osr.CoordinateTransformation(self.srs, geo)
+            to_map = osr.CoordinateTransformation(geo, self.srs)
+            lon, lat = to_geo.TransformPoint(*self.pixel_to_map(c, r))[:2]
+            step = 1e-4           # degrees: about 10 m
+            axes = []
+            for dlon, dlat in ((step, 0.0), (0.0, step)):
+                col, row = self.map_to_pixel(*to_map.TransformPoint(lon + dlon, lat + dlat)[:2])
+                dx, dy = (col - c) * self.gsd_x_m, (row - r) * self.gsd_y_m
+                norm = math.hypot(dx, dy)
+                if not (norm > 0 and math.isfinite(norm)):
+                    return None
+                axes.append((dx / norm, dy / norm))
+        except (RuntimeError, TypeError, ValueError):
+            return None
+        if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
+            return None
+        return lat, axes[0], axes[1]
+
     @property
     def gsd_m(self):
         return math.sqrt(self.gsd_x_m * self.gsd_y_m)

@@ -17,8 +17,17 @@ together, give the direction shadows fall in, and how well they agree
 says whether to trust it. A vote is the sign of the difference, and
 weighs as much as its car is likely (heat times the side-unknown
 verifier's probability).
+
+A quiet yard under a low sun may not tell: its few cars' long shadows,
+boxed on the next track, outvote the cars (a winter yard of 12 cars: 6 of
+12 found, 7 false). Where the image's date and latitude are known, the sun
+then tells (daytime_shadows): imagery is taken by day, near noon, and
+away from the tropics the sun stands on the equator's side of the sky, so
+shadows fall towards the pole, within an angle that the date and latitude
+give. Cars whose side that angle leaves in doubt are read without it.
 """
 from dataclasses import dataclass
+import datetime
 import math
 
 import numpy as np
@@ -55,6 +64,13 @@ RIDGE = 0.05              # keeps the fit stable when every track runs one way
 # cannot see the shadows' slant along them); on curved yards with the sun
 # along the tracks, some cars do not.
 ALONG_SHADOW = 0.3
+# Local solar hours that imagery is taken between: very high resolution
+# satellites pass at about 10:30 (WorldView, Pleiades, SPOT, Sentinel-2)
+# or 13:30, aerial surveys fly around noon.
+IMAGING_HOURS = (9.5, 14.5)
+# Shadows spread wider than this over those hours (the tropics, summer
+# mornings and afternoons at low latitudes): the sun does not tell.
+MAX_SPREAD_DEG = 70.0
 
 
 def shadow_direction(sun_azimuth_deg):
@@ -62,6 +78,45 @@ def shadow_direction(sun_azimuth_deg):
     (x east, y south), for a sun at ``sun_azimuth_deg`` clockwise from north."""
     az = math.radians(sun_azimuth_deg)
     return -math.sin(az), math.cos(az)
+
+
+def sun_vector(latitude_deg, day_of_year, hour):
+    """The direction of the sun as (east, north, up), a unit vector, at a
+    local solar ``hour`` (12: noon) on a day of the year (1-366)."""
+    decl = math.radians(23.44) * math.sin(2 * math.pi * (284 + day_of_year) / 365.0)
+    h = math.radians(15.0 * (hour - 12.0))
+    lat = math.radians(latitude_deg)
+    return (-math.cos(decl) * math.sin(h),
+            math.cos(lat) * math.sin(decl) - math.sin(lat) * math.cos(decl) * math.cos(h),
+            math.sin(lat) * math.sin(decl) + math.cos(lat) * math.cos(decl) * math.cos(h))
+
+
+def daytime_shadows(latitude_deg, iso_date):
+    """Where shadows fall on the ground on ``iso_date`` at a latitude,
+    over IMAGING_HOURS: (east, north) unit vector of their mean direction
+    and the largest angle, in degrees, of any of them from it. None where
+    the date cannot be read, the sun is down at some of those hours, or
+    the shadows spread over more than MAX_SPREAD_DEG."""
+    try:
+        y, m, d = (int(v) for v in iso_date[:10].split("-"))
+        doy = datetime.date(y, m, d).timetuple().tm_yday
+    except (ValueError, TypeError, AttributeError):
+        return None
+    dirs = []
+    h0, h1 = IMAGING_HOURS
+    for k in range(21):
+        e, n, up = sun_vector(latitude_deg, doy, h0 + (h1 - h0) * k / 20.0)
+        flat = math.hypot(e, n)
+        if up <= 0.05 or flat < 1e-6:
+            return None
+        dirs.append((-e / flat, -n / flat))
+    me, mn = (sum(v) / len(dirs) for v in zip(*dirs))
+    norm = math.hypot(me, mn)
+    if norm < 1e-6:
+        return None
+    me, mn = me / norm, mn / norm
+    spread = max(math.degrees(math.acos(max(-1.0, min(1.0, e * me + n * mn)))) for e, n in dirs)
+    return ((me, mn), spread) if spread <= MAX_SPREAD_DEG else None
 
 
 def across_axis(theta):
@@ -95,44 +150,69 @@ class ShadowSide:
     votes: int
     weight: float
     z: float = 0.0
+    # the least |cos| between the direction and a car's across_axis for
+    # its side to be read
+    min_across: float = ALONG_SHADOW
+    # where the direction is the date's and latitude's (daytime_shadows),
+    # not the votes': how far, in degrees, shadows may be off it
+    spread_deg: float = None
+
+    @property
+    def by_date(self):
+        return self.spread_deg is not None
 
     @property
     def sure(self):
-        return self.direction is not None and self.weight >= SURE_WEIGHT and self.z >= SURE_Z
+        return (self.direction is not None and not self.by_date and self.weight >= SURE_WEIGHT
+                and self.z >= SURE_Z)
 
     def reading(self, theta):
         """Which reading of a car (axis ``theta``) to take: True where its
         shadow falls on its strip's last rows' side, False on the first's,
-        None where the side is not told or the shadow falls along the car."""
+        None where the side is not told or the shadow falls along the car
+        (or may, for a side told by the date)."""
         if self.direction is None:
             return None
         ux, uy = self.direction
         vx, vy = across_axis(theta)
         across = ux * vx + uy * vy
-        return None if abs(across) < ALONG_SHADOW else across > 0
+        return None if abs(across) < self.min_across else across > 0
 
 
-def estimate(differences, thetas, weights):
+def estimate(differences, thetas, weights, by_date=None):
     """The shadow side from the votes of likely cars: each car's
     side_difference, axis and weight (how likely it is a car). A vote is
     the sign of its difference (a white car beside a black one must not
     outvote ten cars' shadows). The votes are fitted as sign(d) =
     -(s . v) (s: the shadow direction, v: across_axis), so cars on tracks
     running several ways give s itself, and cars on parallel tracks at
-    least the side."""
+    least the side. Where the votes do not tell, ``by_date`` (the
+    direction in the pixel frame and the spread, in degrees, from
+    daytime_shadows) does: a car's side is read where every direction
+    within the spread puts its shadow on the same side."""
     d = np.sign(np.asarray(differences, np.float64))
     th = np.asarray(thetas, np.float64)
     w = np.asarray(weights, np.float64)
     total = float(w.sum())
     told = ShadowSide(None, 0.0, len(d), round(total, 1))
-    if total < MIN_WEIGHT:
-        return told
+    if total >= MIN_WEIGHT:
+        _fit(told, d, th, w)
+    if told.direction is None and by_date is not None:
+        (sx, sy), spread = by_date
+        told.direction = (float(sx), float(sy))
+        told.min_across = max(ALONG_SHADOW, math.sin(math.radians(spread)))
+        told.spread_deg = round(float(spread), 1)
+    return told
+
+
+def _fit(told, d, th, w):
+    """The votes' shadow direction into ``told`` where they agree enough."""
     v = np.stack([-np.sin(th), np.cos(th)], axis=1)
     m = (v * w[:, None]).T @ v
     r = (v * (w * d)[:, None]).sum(axis=0)
     b = np.linalg.solve(m + RIDGE * np.trace(m) * np.eye(2), r)
     if not np.any(b):
-        return told
+        return
     s = -b / np.linalg.norm(b)
     along = np.abs(v @ s)
     agreement = float(-(w * d * (v @ s)).sum() / max((w * along).sum(), 1e-12))
@@ -142,4 +222,3 @@ def estimate(differences, thetas, weights):
     told.z = round(agreement * float((w * along).sum() / np.sqrt(((w * along) ** 2).sum())), 2)
     if told.agreement >= MIN_AGREEMENT and told.z >= MIN_Z:
         told.direction = (float(s[0]), float(s[1]))
-    return told
