@@ -10,6 +10,7 @@ from railcar_counter.plugin.core import cars
 from railcar_counter.plugin.core.errors import InputError
 from railcar_counter.plugin.core.network import conv
 from railcar_counter.plugin.core.raster import TONE_MEDIAN_RANGE, RasterSource, tone_gamma
+from railcar_counter.plugin.core.verifier import CLASSES
 
 
 def _write(path, epsg, gt, width=100, height=100, bands=1, dtype=gdal.GDT_Byte, nodata=None):
@@ -38,6 +39,23 @@ def _write(path, epsg, gt, width=100, height=100, bands=1, dtype=gdal.GDT_Byte, 
 def test_pixel_size_in_metres_from_any_crs(tmp_path, epsg, gt, expected):
     src = RasterSource(_write(tmp_path / "r.tif", epsg, gt))
     assert src.gsd_m == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize("epsg, gt, east, north", [
+    (32652, (500000, 0.5, 0, 4700000, 0, -0.5), (1, 0), (0, -1)),          # north up
+    (4326, (130.6, 0.5 / 82200.0, 0, 42.42, 0, -0.5 / 111050.0), (1, 0), (0, -1)),
+    (32652, (500000, 0.5, 0, 4699950, 0, 0.5), (1, 0), (0, 1)),            # south up
+    (32652, (500000, 0, 0.5, 4700000, 0.5, 0), (0, 1), (1, 0)),            # turned, mirrored
+])
+def test_the_raster_knows_its_latitude_and_where_north_lies(tmp_path, epsg, gt, east, north):
+    """For the shadows' side by date (shadows.daytime_shadows): the
+    latitude and the unit vectors east and north along its columns and rows."""
+    lat, e, n = RasterSource(_write(tmp_path / "r.tif", epsg, gt)).ground_frame()
+    assert lat == pytest.approx(42.4, abs=0.1)
+    np.testing.assert_allclose(e, east, atol=0.03)        # UTM grid north is 1 degree off
+    np.testing.assert_allclose(n, north, atol=0.03)
+    photo = _write(tmp_path / "photo.tif", None, (0, 1, 0, 0, 0, 1))
+    assert RasterSource(photo, pixel_size_m=0.3).ground_frame() is None
 
 
 def test_raster_without_georeferencing_is_refused_with_advice(tmp_path):
@@ -337,3 +355,14 @@ def test_verifier_strip_follows_the_car_axis():
 def test_threshold_follows_the_image_s_clear_cars(scores, sensitivity, expected):
     assert cars.scene_threshold(scores, sensitivity) == pytest.approx(expected)
     assert cars.floor_threshold(sensitivity) <= cars.scene_threshold(scores, sensitivity)
+
+
+def test_the_shadow_side_verifier_s_doubt_is_not_outweighed_by_heat():
+    """A hot candidate that the shadow-side verifier, told the side, gives
+    less than even odds is no car; the side-unknown verifier's doubt only
+    lowers the score."""
+    doubt = np.array([0.55, 0.45] + [0.0] * (len(CLASSES) - 2), np.float32)   # p(car) 0.45
+    sure = np.array([0.05, 0.95] + [0.0] * (len(CLASSES) - 2), np.float32)
+    assert cars._reading(0.9, doubt, by_side=True)[0] == 0.0
+    assert cars._reading(0.9, doubt)[0] == pytest.approx(math.sqrt(0.9 * 0.45))
+    assert cars._reading(0.3, sure, by_side=True)[0] == pytest.approx(math.sqrt(0.3 * 0.95))

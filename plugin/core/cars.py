@@ -158,6 +158,15 @@ def detect_in_tile(gray, sensitivity=0.5, track_mask=None, network=None, is_canc
     return [c for c in cars if max(score for score, _ in c.readings.values()) > min_score]
 
 
+# Told the side, the shadow-side verifier is sure of a car (p about 1
+# for the 10 cars of a winter yard under a 15 degree sun) and doubts a
+# shadow on the next track (0.37-0.73 there); the network's heat, higher
+# on those long shadows than on the cars, carried six of them over the
+# threshold. A candidate that the shadow-side verifier, told the side,
+# gives less than even odds is no car, whatever its heat.
+SIDE_MIN_P = 0.5
+
+
 def verify(x, cars, verifier=None, shadow_verifier=None, side=None):
     """The verifiers' second look at each candidate. Under each reading of
     the shadows (PixelCar.readings) its score is the geometric mean of the
@@ -180,7 +189,7 @@ def verify(x, cars, verifier=None, shadow_verifier=None, side=None):
             if not by_side.all():
                 p[~by_side] = verifier.strip_probabilities(s[~by_side])
             for i, car in enumerate(batch):
-                car.readings = {keys[i]: _reading(car.heat, p[i])}
+                car.readings = {keys[i]: _reading(car.heat, p[i], keys[i] is not None)}
             continue
         probs = {None: verifier.strip_probabilities(s)}
         if shadow_verifier is not None:
@@ -189,14 +198,17 @@ def verify(x, cars, verifier=None, shadow_verifier=None, side=None):
         sides = shadows.side_difference(s[:, 0])
         for i, car in enumerate(batch):
             car.side = float(sides[i])
-            car.readings = {key: _reading(car.heat, p[i]) for key, p in probs.items()}
+            car.readings = {key: _reading(car.heat, p[i], key is not None)
+                            for key, p in probs.items()}
     return cars
 
 
-def _reading(heat, p):
+def _reading(heat, p, by_side=False):
     """(score, type) of a car from its heat and the verifier's class
-    probabilities ``p``."""
+    probabilities ``p`` (``by_side``: the shadow-side verifier's)."""
     p_car = float(1.0 - p[0])
+    if by_side and p_car < SIDE_MIN_P:
+        p_car = 0.0
     return math.sqrt(heat * p_car), _car_type(p[1:] / max(p_car, 1e-6))
 
 
