@@ -207,6 +207,36 @@ def test_a_lone_car_s_shadow_side_comes_from_the_date_and_latitude(raster_factor
     assert count_railcars(undated).shadow_side.direction is None
 
 
+def test_the_product_s_sun_azimuth_tells_every_window_the_side(raster_factory, tmp_path):
+    """A WorldView .IMD beside the image gives the sun's azimuth: every
+    window reads each car with that side alone, no vote needed."""
+    from railcar_counter.plugin.core.shadows import shadow_direction
+    path, truth = raster_factory("wv_product.tif", n_cars=6, tracks=2)
+    unknown = count_railcars(path)         # 12 cars: too few to tell the side
+    assert unknown.shadow_side.direction is None
+    (tmp_path / "wv_product.IMD").write_text(
+        'BEGIN_GROUP = IMAGE_1\n\tmeanSunAz = 160.0;\nEND_GROUP = IMAGE_1\nEND;\n')
+    sides = []
+    plain = detector.detect_in_tile
+
+    def recording(*args, **kwargs):
+        sides.append(kwargs.get("side"))
+        return plain(*args, **kwargs)
+
+    res = count_railcars(path)
+    assert res.shadow_side.sun_azimuth == pytest.approx(160.0)
+    # north-up image: the pixel frame's shadow direction is shadow_direction's
+    np.testing.assert_allclose(res.shadow_side.direction, shadow_direction(160.0), atol=0.03)
+    assert "azimuth 160" in res.shadow_note
+    assert unknown.count <= res.count <= truth["cars"]      # here 8 and 10 of 12
+    detector.detect_in_tile = recording
+    try:
+        count_railcars(path)
+    finally:
+        detector.detect_in_tile = plain
+    assert sides and all(s is not None and s.sun_azimuth is not None for s in sides)
+
+
 def test_windows_read_with_the_side_alone_find_what_every_reading_finds(yard, monkeypatch):
     """Once the first windows are sure of the shadow side, the next ones
     are read with it alone (a third of the verifier's work): the cars are

@@ -58,6 +58,33 @@ def test_the_raster_knows_its_latitude_and_where_north_lies(tmp_path, epsg, gt, 
     assert RasterSource(photo, pixel_size_m=0.3).ground_frame() is None
 
 
+IMD = """version = "28.4";
+BEGIN_GROUP = IMAGE_1
+	satId = "WV02";
+	firstLineTime = 2012-12-01T02:15:00.000000Z;
+	meanSunAz = %s;
+	meanSunEl = 25.1;
+END_GROUP = IMAGE_1
+END;
+"""
+
+
+def test_the_sun_s_azimuth_is_read_from_the_product_s_metadata(tmp_path):
+    """A WorldView product's .IMD beside the image (read by GDAL), or a
+    plain tag; several values are averaged as angles."""
+    gt = (500000, 0.5, 0, 4700000, 0, -0.5)
+    product = _write(tmp_path / "wv.tif", 32652, gt)
+    (tmp_path / "wv.IMD").write_text(IMD % "160.2")
+    assert RasterSource(product).sun_azimuth() == pytest.approx(160.2)
+    tagged = _write(tmp_path / "tagged.tif", 32652, gt)
+    ds = gdal.Open(tagged, gdal.GA_Update)
+    ds.SetMetadata({"SUN_AZIMUTH": "350", "Solar_Incidences.SUN_AZIMUTH": "10"})
+    ds = None
+    assert RasterSource(tagged).sun_azimuth() == pytest.approx(0.0, abs=1e-6) or \
+        RasterSource(tagged).sun_azimuth() == pytest.approx(360.0, abs=1e-6)
+    assert RasterSource(_write(tmp_path / "plain.tif", 32652, gt)).sun_azimuth() is None
+
+
 def test_raster_without_georeferencing_is_refused_with_advice(tmp_path):
     path = _write(tmp_path / "plain.tif", None, (0, 1, 0, 0, 0, 1))
     with pytest.raises(InputError, match="Georeference the image.*pixel size"):

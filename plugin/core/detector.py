@@ -97,6 +97,9 @@ class CountResult:
         side = self.shadow_side
         if side is None:
             return ""
+        if side.sun_azimuth is not None:
+            return ("The image's metadata puts the sun at azimuth %.0f degrees: each car was "
+                    "checked knowing the side its shadow falls on." % side.sun_azimuth)
         if side.by_date:
             return ("The cars do not agree on the side their shadows fall on (%d voted, "
                     "agreement %.2f), but the image's date and latitude tell where they fall "
@@ -383,17 +386,25 @@ def _deduplicate(dets, cell_size):
     return kept
 
 
-def _shadows_by_date(src, date):
-    """Where the image's date and latitude put shadows (shadows.daytime_shadows),
-    as shadows.estimate takes it: the direction in the pixel frame and the
-    spread in degrees. None without a date or a place on the earth."""
-    frame = src.ground_frame() if date else None
-    told = shadows.daytime_shadows(frame[0], date) if frame else None
-    if told is None:
-        return None
+def _shadows_told(src, date):
+    """What the image says of its shadows beyond its cars: the side its
+    metadata's sun azimuth gives (shadows.from_sun), else None; and where
+    its date and latitude put shadows (shadows.daytime_shadows) as
+    shadows.estimate takes it (the direction in the pixel frame and the
+    spread in degrees), else None. (None, None) without a place on the earth."""
+    frame = src.ground_frame()
+    if frame is None:
+        return None, None
     lat, east, north = frame
-    (e, n), spread = told
-    return (e * east[0] + n * north[0], e * east[1] + n * north[1]), spread
+
+    def to_pixels(e, n):
+        return e * east[0] + n * north[0], e * east[1] + n * north[1]
+    azimuth = src.sun_azimuth()
+    by_sun = (shadows.from_sun(azimuth, to_pixels(*shadows.ground_shadow(azimuth)))
+              if azimuth is not None else None)
+    told = shadows.daytime_shadows(lat, date) if date else None
+    by_date = (to_pixels(*told[0]), told[1]) if told else None
+    return by_sun, by_date
 
 
 def count_railcars(path, options=None, progress=None, is_canceled=None):
@@ -438,7 +449,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     sigma, amount = sharpness.sharpening(blur_px, src.gsd_m, work)
     network, verifier, shadow_verifier = models_for(src.gsd_m)
     date = options.date or raster_date(path)
-    by_date = _shadows_by_date(src, date) if shadow_verifier is not None else None
+    by_sun, by_date = _shadows_told(src, date) if shadow_verifier is not None else (None, None)
 
     def run(win, side):
         # OGR layers are not shared between threads: one per worker
@@ -465,7 +476,7 @@ def count_railcars(path, options=None, progress=None, is_canceled=None):
     # the windows counted so far are sure of it, the next ones are read
     # with that side alone; results come back in the order the windows
     # were started, so which windows those are never depends on timing.
-    side = None
+    side = by_sun             # the metadata's sun: every window reads with it
     voters = []
     done = 0
     covered = 0.0

@@ -29,6 +29,11 @@ GAMMA_RANGE = (0.5, 2.0)
 FILL_WIDTH_M = 4.5
 
 
+# Metadata keys (the last part of a dotted name, any case) that hold the
+# sun's azimuth: WorldView .IMD, Pleiades/SPOT DIMAP, and plain tags.
+SUN_AZIMUTH_KEYS = ("MEANSUNAZ", "SUN_AZIMUTH", "SUNAZIMUTH", "SUN_AZ", "SUNAZ")
+
+
 def _metres_per_degree(lat_deg):
     """Length of one degree of latitude and of longitude (WGS84) at ``lat``."""
     p = math.radians(lat_deg)
@@ -232,6 +237,32 @@ class RasterSource:
         if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
             return None
         return lat, axes[0], axes[1]
+
+    def sun_azimuth(self):
+        """The sun's azimuth (degrees clockwise from north) that the
+        product's metadata gives (GDAL reads WorldView .IMD and Pleiades
+        DIMAP files beside the image into its IMD domain), the mean where
+        it gives several; None where it gives none."""
+        values = []
+        for domain in ("", "IMD", "IMAGERY"):
+            try:
+                items = self.ds.GetMetadata(domain) or {}
+            except Exception:          # some drivers return XML lists
+                continue
+            if not isinstance(items, dict):
+                continue
+            for key, value in items.items():
+                if str(key).split(".")[-1].upper() in SUN_AZIMUTH_KEYS:
+                    try:
+                        az = float(str(value).strip().strip('"'))
+                    except ValueError:
+                        continue
+                    if 0.0 <= az <= 360.0:
+                        values.append(math.radians(az))
+        if not values:
+            return None
+        mean = math.atan2(sum(map(math.sin, values)), sum(map(math.cos, values)))
+        return math.degrees(mean) % 360.0
 
     @property
     def gsd_m(self):

@@ -80,6 +80,12 @@ def shadow_direction(sun_azimuth_deg):
     return -math.sin(az), math.cos(az)
 
 
+def ground_shadow(sun_azimuth_deg):
+    """The same as an (east, north) unit vector on the ground."""
+    az = math.radians(sun_azimuth_deg)
+    return -math.sin(az), -math.cos(az)
+
+
 def sun_vector(latitude_deg, day_of_year, hour):
     """The direction of the sun as (east, north, up), a unit vector, at a
     local solar ``hour`` (12: noon) on a day of the year (1-366)."""
@@ -156,6 +162,9 @@ class ShadowSide:
     # where the direction is the date's and latitude's (daytime_shadows),
     # not the votes': how far, in degrees, shadows may be off it
     spread_deg: float = None
+    # where the direction is the sun's azimuth (degrees) that the image's
+    # metadata gives (from_sun)
+    sun_azimuth: float = None
 
     @property
     def by_date(self):
@@ -163,6 +172,8 @@ class ShadowSide:
 
     @property
     def sure(self):
+        if self.sun_azimuth is not None:
+            return True
         return (self.direction is not None and not self.by_date and self.weight >= SURE_WEIGHT
                 and self.z >= SURE_Z)
 
@@ -177,6 +188,14 @@ class ShadowSide:
         vx, vy = across_axis(theta)
         across = ux * vx + uy * vy
         return None if abs(across) < self.min_across else across > 0
+
+
+def from_sun(azimuth_deg, direction):
+    """The side told by the sun's azimuth from the image's metadata
+    (WorldView's meanSunAz, Pleiades' SUN_AZIMUTH): ``direction``, the
+    shadows' direction in the pixel frame, is exact, so no vote is needed."""
+    return ShadowSide((float(direction[0]), float(direction[1])), 1.0, 0, 0.0,
+                      sun_azimuth=round(float(azimuth_deg), 1))
 
 
 def estimate(differences, thetas, weights, by_date=None):
