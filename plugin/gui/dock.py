@@ -161,8 +161,8 @@ class RailcarCounterDock(QgsDockWidget):
         self.recountRequested.connect(self._recount_timer.start,
                                       Qt.ConnectionType.QueuedConnection)
         # A layer that could not be read is read again a little later, for
-        # up to REREAD_LIMIT tries (30 s: on a loaded machine the reopening
-        # took longer than the 6 s once allowed, and the count stayed stale).
+        # up to REREAD_LIMIT tries, 30 s (6 s were allowed until 0.3.8, and
+        # on a loaded machine a count once stayed stale after an edit).
         self._reread_timer = QTimer(self)
         self._reread_timer.setSingleShot(True)
         self._reread_timer.setInterval(300)
