@@ -25,6 +25,8 @@ then tells (daytime_shadows): imagery is taken by day, near noon, and
 away from the tropics the sun stands on the equator's side of the sky, so
 shadows fall towards the pole, within an angle that the date and latitude
 give. Cars whose side that angle leaves in doubt are read without it.
+Best of all is the sun's azimuth in the product's metadata (from_sun):
+where it is there, it tells the side before any vote.
 """
 from dataclasses import dataclass
 import datetime
