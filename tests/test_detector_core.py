@@ -56,6 +56,8 @@ def test_the_raster_knows_its_latitude_and_where_north_lies(tmp_path, epsg, gt, 
     np.testing.assert_allclose(n, north, atol=0.03)
     photo = _write(tmp_path / "photo.tif", None, (0, 1, 0, 0, 0, 1))
     assert RasterSource(photo, pixel_size_m=0.3).ground_frame() is None
+    # QGIS gives such a layer the project's CRS: it is still nowhere
+    assert RasterSource(photo, _wkt(3857), pixel_size_m=0.3).ground_frame() is None
 
 
 IMD = """version = "28.4";

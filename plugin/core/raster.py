@@ -103,6 +103,9 @@ class RasterSource:
             raise InputError("%s is located by ground control points or RPCs, not by a "
                              "geotransform. Warp or orthorectify it to a map first (Raster > "
                              "Projections > Warp, or gdalwarp), then count the result." % name)
+        # a photo or screen grab: where it lies on the earth, and where
+        # north is on it, are unknown (ground_frame)
+        self.placed = self.gt is not None
         if self.pixel_size_m > 0:
             if self.gt is None:
                 self.gt = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)    # where QGIS draws such an image
@@ -214,7 +217,8 @@ class RasterSource:
         point east and north in its pixel frame (x along columns, y along
         rows, each in metres): (lat, east, north). None where the raster
         has no CRS that places it on the earth."""
-        if not self.crs_wkt or not (self.srs.IsProjected() or self.srs.IsGeographic()):
+        if (not self.placed or not self.crs_wkt
+                or not (self.srs.IsProjected() or self.srs.IsGeographic())):
             return None
         c, r = self.width / 2.0, self.height / 2.0
         try:
