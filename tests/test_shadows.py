@@ -117,14 +117,17 @@ def test_by_day_shadows_fall_towards_the_pole_within_a_spread_that_the_date_give
 
 
 def test_the_date_tells_the_side_where_the_votes_do_not():
-    """Too few votes: the date's direction, read only for cars whose
-    side every direction within its spread agrees on."""
+    """Too few votes: the date's direction, read only for cars that no
+    direction within its spread (60 degrees) puts clearly on the other
+    side: across axes within 90 + 17.5 - 60 degrees of north."""
     rng = np.random.default_rng(4)
     thetas = rng.uniform(0, 2 * math.pi, 3)
     north = (0.0, -1.0)                                   # pixel frame, north up
-    told = shadows.estimate(rng.normal(0, 0.1, 3), thetas, np.full(3, 0.5), (north, 36.0))
+    told = shadows.estimate(rng.normal(0, 0.1, 3), thetas, np.full(3, 0.5), (north, 60.0))
     assert told.by_date and told.direction == north and not told.sure
-    assert told.min_across == pytest.approx(math.sin(math.radians(36.0)))
+    assert told.min_across == pytest.approx(math.cos(math.radians(47.5)), abs=0.002)
+    winter = shadows.estimate([], [], [], (north, 20.0))
+    assert winter.min_across == shadows.ALONG_SHADOW      # a narrow spread: as the votes
     # an east-west track: the shadow lies north, on its strip's first rows' side
     assert told.reading(0.0) is False
     assert told.reading(math.radians(90.0)) is None    # north-south track: morning or afternoon?
@@ -133,5 +136,5 @@ def test_the_date_tells_the_side_where_the_votes_do_not():
     # cars that agree are believed over the date
     truth = shadows.shadow_direction(300.0)
     many = rng.uniform(0, 2 * math.pi, 300)
-    votes = shadows.estimate(_votes(rng, many, truth, 0.05), many, np.full(300, 0.6), (north, 36.0))
+    votes = shadows.estimate(_votes(rng, many, truth, 0.05), many, np.full(300, 0.6), (north, 60.0))
     assert not votes.by_date and np.dot(votes.direction, truth) > 0.95
