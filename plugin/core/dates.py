@@ -140,29 +140,34 @@ def _gdal_metadata(path):
     gdal.PushErrorHandler("CPLQuietErrorHandler")
     try:
         ds = gdal.Open(str(path))
-        if ds is None:
-            return {}
-        merged = {}
-        for domain in _DOMAINS:
-            try:
-                items = ds.GetMetadata(domain) or {}
-            except Exception:      # some drivers return XML lists
-                continue
-            if isinstance(items, dict):
-                for key, value in items.items():
-                    merged.setdefault(key, value)
-            else:      # xml:XMP and similar come back as a list of strings
-                for i, value in enumerate(items):
-                    merged.setdefault("%s_%d" % (domain, i), value)
-        # Per-band metadata: some products put the date on band 1 only.
-        if ds.RasterCount:
-            for key, value in (ds.GetRasterBand(1).GetMetadata() or {}).items():
-                merged.setdefault(key, value)
-        return merged
+        return dataset_metadata(ds) if ds is not None else {}
     except Exception:
         return {}
     finally:
         gdal.PopErrorHandler()
+
+
+def dataset_metadata(ds):
+    """The metadata items of an opened GDAL dataset, merged over the
+    domains that carry acquisition times and product details (a WorldView
+    .IMD beside the image is read into IMD) and band 1's."""
+    merged = {}
+    for domain in _DOMAINS:
+        try:
+            items = ds.GetMetadata(domain) or {}
+        except Exception:      # some drivers return XML lists
+            continue
+        if isinstance(items, dict):
+            for key, value in items.items():
+                merged.setdefault(key, value)
+        else:      # xml:XMP and similar come back as a list of strings
+            for i, value in enumerate(items):
+                merged.setdefault("%s_%d" % (domain, i), value)
+    # Per-band metadata: some products put the date on band 1 only.
+    if ds.RasterCount:
+        for key, value in (ds.GetRasterBand(1).GetMetadata() or {}).items():
+            merged.setdefault(key, value)
+    return merged
 
 
 def raster_date(path):

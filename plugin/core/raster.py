@@ -6,6 +6,7 @@ import os
 import numpy as np
 from osgeo import gdal, osr
 
+from .dates import dataset_metadata
 from .errors import InputError
 from .imaging import box_along_x, box_along_y
 
@@ -248,21 +249,14 @@ class RasterSource:
         DIMAP files beside the image into its IMD domain), the mean where
         it gives several; None where it gives none."""
         values = []
-        for domain in ("", "IMD", "IMAGERY"):
-            try:
-                items = self.ds.GetMetadata(domain) or {}
-            except Exception:          # some drivers return XML lists
-                continue
-            if not isinstance(items, dict):
-                continue
-            for key, value in items.items():
-                if str(key).split(".")[-1].upper() in SUN_AZIMUTH_KEYS:
-                    try:
-                        az = float(str(value).strip().strip('"'))
-                    except ValueError:
-                        continue
-                    if 0.0 <= az <= 360.0:
-                        values.append(math.radians(az))
+        for key, value in dataset_metadata(self.ds).items():
+            if str(key).split(".")[-1].upper() in SUN_AZIMUTH_KEYS:
+                try:
+                    az = float(str(value).strip().strip('"'))
+                except ValueError:
+                    continue
+                if 0.0 <= az <= 360.0:
+                    values.append(math.radians(az))
         if not values:
             return None
         mean = math.atan2(sum(map(math.sin, values)), sum(map(math.cos, values)))

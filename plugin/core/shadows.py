@@ -75,17 +75,17 @@ IMAGING_HOURS = (9.5, 14.5)
 MAX_SPREAD_DEG = 70.0
 
 
-def shadow_direction(sun_azimuth_deg):
-    """The unit vector along which shadows fall in a north-up pixel frame
-    (x east, y south), for a sun at ``sun_azimuth_deg`` clockwise from north."""
-    az = math.radians(sun_azimuth_deg)
-    return -math.sin(az), math.cos(az)
-
-
 def ground_shadow(sun_azimuth_deg):
-    """The same as an (east, north) unit vector on the ground."""
+    """The unit vector (east, north) along which shadows fall on the
+    ground, for a sun at ``sun_azimuth_deg`` clockwise from north."""
     az = math.radians(sun_azimuth_deg)
     return -math.sin(az), -math.cos(az)
+
+
+def shadow_direction(sun_azimuth_deg):
+    """The same in a north-up pixel frame (x east, y south)."""
+    east, north = ground_shadow(sun_azimuth_deg)
+    return east, -north
 
 
 def sun_vector(latitude_deg, day_of_year, hour):
@@ -106,9 +106,8 @@ def daytime_shadows(latitude_deg, iso_date):
     the date cannot be read, the sun is down at some of those hours, or
     the shadows spread over more than MAX_SPREAD_DEG."""
     try:
-        y, m, d = (int(v) for v in iso_date[:10].split("-"))
-        doy = datetime.date(y, m, d).timetuple().tm_yday
-    except (ValueError, TypeError, AttributeError):
+        doy = datetime.date.fromisoformat(iso_date[:10]).timetuple().tm_yday
+    except (ValueError, TypeError):
         return None
     dirs = []
     h0, h1 = IMAGING_HOURS
@@ -158,9 +157,6 @@ class ShadowSide:
     votes: int
     weight: float
     z: float = 0.0
-    # the least |cos| between the direction and a car's across_axis for
-    # its side to be read
-    min_across: float = ALONG_SHADOW
     # where the direction is the date's and latitude's (daytime_shadows),
     # not the votes': how far, in degrees, shadows may be off it
     spread_deg: float = None
@@ -171,6 +167,21 @@ class ShadowSide:
     @property
     def by_date(self):
         return self.spread_deg is not None
+
+    @property
+    def min_across(self):
+        """The least |cos| between the direction and a car's across_axis
+        for its side to be read. For a side told by the date, no direction
+        within the spread may put a car's shadow clearly (ALONG_SHADOW or
+        more) on the other side: the car's across axis must lie within 90
+        + asin(ALONG_SHADOW) - spread degrees of the direction (read with
+        every vote off, this cut the false cars of 23 dated yards, 4 of them
+        lit from the afternoon, from 30 to 13, against requiring the same
+        side for every direction)."""
+        if self.spread_deg is None:
+            return ALONG_SHADOW
+        edge = math.radians(self.spread_deg) - math.asin(ALONG_SHADOW)
+        return max(ALONG_SHADOW, math.sin(edge))
 
     @property
     def sure(self):
@@ -221,15 +232,7 @@ def estimate(differences, thetas, weights, by_date=None):
     if told.direction is None and by_date is not None:
         (sx, sy), spread = by_date
         told.direction = (float(sx), float(sy))
-        # no direction within the spread may put a car's shadow clearly
-        # (ALONG_SHADOW or more) on the other side: the car's across axis
-        # must lie within 90 + asin(ALONG_SHADOW) - spread degrees of the
-        # mean direction (read with every vote off, this cut the false cars
-        # of 23 dated yards, 4 of them lit from the afternoon, from 30 to 13,
-        # against requiring the same side for every direction)
-        edge = math.radians(spread) - math.asin(ALONG_SHADOW)
-        told.min_across = max(ALONG_SHADOW, math.sin(edge))
-        told.spread_deg = round(float(spread), 1)
+        told.spread_deg = float(spread)
     return told
 
 
