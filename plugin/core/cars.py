@@ -5,9 +5,9 @@ railcar network marks car centres with a heat map and says, at each centre,
 the car's axis, length and width; each local maximum of the heat map is a
 candidate. The verifier then looks at a strip of image along each
 candidate's axis and says whether a car is centred there and of which type;
-for finer imagery a second verifier does the same knowing which side of
-the car its shadow lies on, once the image's cars have told that side
-(shadows.py, settle). A car is a candidate whose score (heat and verifier
+a second verifier does the same knowing which side of the car its shadow
+lies on, once the image's cars (or its date or metadata) have told that
+side (shadows.py, settle). A car is a candidate whose score (heat and verifier
 together) reaches the image's threshold (scene_threshold): tiles keep every
 candidate that could reach it, and the detector applies it once the whole
 image is counted.
@@ -33,8 +33,8 @@ COARSE_MODEL_GSD_M = 0.6
 
 
 def models_for(gsd_m):
-    """The network, the verifier and the shadow-side verifier (None where
-    there is none) for imagery of ``gsd_m`` metre pixels."""
+    """The network, the verifier and the shadow-side verifier for imagery
+    of ``gsd_m`` metre pixels."""
     coarse = gsd_m > COARSE_MODEL_GSD_M
     return (default_network(coarse), default_verifier(coarse),
             default_verifier(coarse, shadow_side=True))

@@ -48,9 +48,8 @@ ALONG_M = 5.0             # along the axis, each way from the centre
 # fall past their ends): dense yards gave
 # z 3.4-12, quiet yards of 6-24 cars 1.1-3.3 (those under 2 are read
 # without the side). One wrong side: an empty 0.7 m yard, z 3.9, where
-# dark bushes beside the tracks were taken for cars, weighing 3.1 in all;
-# the shadow-side verifier reads only finer imagery, where the side-unknown
-# verifier turns most such candidates away.
+# dark bushes beside the tracks were taken for cars, weighing 3.1 in all:
+# read with that wrong side it boxes 12 false cars, against 11 without.
 MIN_AGREEMENT = 0.15
 MIN_Z = 2.0
 MIN_WEIGHT = 2.0          # less: too few likely cars to judge the side by (4-5 sure ones)

@@ -28,6 +28,10 @@ COARSE_WEIGHTS = os.path.join(os.path.dirname(__file__), "railcar_verifier_coars
 SHADOW_SIDE_WEIGHTS = tuple(os.path.join(os.path.dirname(__file__), name) for name in
                             ("railcar_verifier_shadow_side.npz",
                              "railcar_verifier_shadow_side_along.npz"))
+# The same two for coarse imagery, trained on the coarse network's candidates
+COARSE_SHADOW_SIDE_WEIGHTS = tuple(os.path.join(os.path.dirname(__file__), name) for name in
+                                   ("railcar_verifier_coarse_shadow_side.npz",
+                                    "railcar_verifier_coarse_shadow_side_along.npz"))
 STRIP_LENGTH = 56      # pixels along the car axis (28 m at 0.5 m)
 STRIP_WIDTH = 24       # pixels across it (12 m)
 CLASSES = ("none",) + TYPES          # "none": no car is centred here
@@ -138,15 +142,12 @@ _cached = {}
 def default_verifier(coarse=False, shadow_side=False):
     """A shipped verifier, loaded once: ``coarse`` for the one trained with
     the coarse-imagery network (cars.COARSE_MODEL_GSD_M), ``shadow_side``
-    for the one that is told which side the shadows fall on (finer
-    imagery only: None for coarse)."""
-    if shadow_side and coarse:
-        return None
+    for the pair that is told which side the shadows fall on."""
     if shadow_side:
-        if SHADOW_SIDE_WEIGHTS not in _cached:
-            _cached[SHADOW_SIDE_WEIGHTS] = Ensemble([Verifier(path, True)
-                                                     for path in SHADOW_SIDE_WEIGHTS])
-        return _cached[SHADOW_SIDE_WEIGHTS]
+        paths = COARSE_SHADOW_SIDE_WEIGHTS if coarse else SHADOW_SIDE_WEIGHTS
+        if paths not in _cached:
+            _cached[paths] = Ensemble([Verifier(path, True) for path in paths])
+        return _cached[paths]
     path = COARSE_WEIGHTS if coarse else WEIGHTS
     if path not in _cached:
         _cached[path] = Verifier(path)

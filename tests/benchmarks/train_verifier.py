@@ -30,6 +30,11 @@ verifiers shipped in 0.3.8 are --fresh 300 --fresh-sparse 150 --network
 railcar_net.npz --beside-shadows --sun-side --steps 10000 --out
 railcar_verifier_shadow_side.npz, and the same with --along-either-way
 --out railcar_verifier_shadow_side_along.npz.
+The coarse-imagery pair (0.3.10): --fresh 300 --sparse 100 --fresh-sparse
+150 --network railcar_net_coarse.npz --beside-shadows --sun-side --steps
+8000 --out railcar_verifier_coarse_shadow_side.npz (17 min to collect the
+candidates, 26 to train on one thread), and the same with
+--along-either-way --out railcar_verifier_coarse_shadow_side_along.npz.
 """
 import argparse
 import math
