@@ -39,6 +39,20 @@ TRAINS = synthetic.SceneSpec(name="test_trains", seed=4254, gsd_m=0.5, size_m=(3
                              locomotive_rate=1.0, single_car_rate=0.0, date="2023-10-05")
 
 
+def record_window_sides(monkeypatch):
+    """The shadow side each window is read with (None: not told yet), in a
+    list that fills as counts run."""
+    sides = []
+    plain = detector.detect_in_tile
+
+    def recording(*args, **kwargs):
+        sides.append(kwargs.get("side"))
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(detector, "detect_in_tile", recording)
+    return sides
+
+
 @pytest.fixture(scope="module")
 def yard(tmp_path_factory):
     return synthetic.cached_scene(YARD, str(tmp_path_factory.mktemp("scenes")))
@@ -242,14 +256,7 @@ def test_the_product_s_sun_azimuth_tells_every_window_the_side(raster_factory, t
     assert unknown.shadow_side.direction is None
     (tmp_path / "wv_product.IMD").write_text(
         'BEGIN_GROUP = IMAGE_1\n\tmeanSunAz = 160.0;\nEND_GROUP = IMAGE_1\nEND;\n')
-    sides = []
-    plain = detector.detect_in_tile
-
-    def recording(*args, **kwargs):
-        sides.append(kwargs.get("side"))
-        return plain(*args, **kwargs)
-
-    monkeypatch.setattr(detector, "detect_in_tile", recording)
+    sides = record_window_sides(monkeypatch)
     res = count_railcars(path)
     assert res.shadow_side.sun_azimuth == pytest.approx(160.0)
     # north-up image: the pixel frame's shadow direction is shadow_direction's
@@ -266,14 +273,7 @@ def test_windows_read_with_the_side_alone_find_what_every_reading_finds(yard, mo
     gives."""
     path, _ = yard
     monkeypatch.setattr(detector, "TILE_M", 70.0)
-    sides = []
-    plain = detector.detect_in_tile
-
-    def recording(*args, **kwargs):
-        sides.append(kwargs.get("side"))
-        return plain(*args, **kwargs)
-
-    monkeypatch.setattr(detector, "detect_in_tile", recording)
+    sides = record_window_sides(monkeypatch)
     monkeypatch.setattr(shadows, "SURE_WEIGHT", 10.0)
     early = count_railcars(path)
     assert any(s is None for s in sides) and any(s is not None for s in sides)
