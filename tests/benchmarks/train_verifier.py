@@ -35,6 +35,7 @@ The coarse-imagery pair (0.3.10): --fresh 300 --sparse 100 --fresh-sparse
 8000 --out railcar_verifier_coarse_shadow_side.npz (17 min to collect the
 candidates, 26 to train on one thread), and the same with
 --along-either-way --out railcar_verifier_coarse_shadow_side_along.npz.
+Tried and not shipped: that pair with --any-view (README, Shadows at 0.7-1 m).
 """
 import argparse
 import math
@@ -203,9 +204,10 @@ def default_samples_path(args):
     """Candidates are kept per scene set and per network: they are that
     network's candidates on those scenes."""
     network = os.path.splitext(os.path.basename(args.network))[0]
-    return os.path.join(tempfile.gettempdir(), "railcar_verifier_samples_%d_%d_%d_%d_%d_%s%s.npz"
+    return os.path.join(tempfile.gettempdir(), "railcar_verifier_samples_%d_%d_%d_%d_%d_%s%s%s.npz"
                         % (args.fresh, args.coarse, args.fresh_coarse, args.sparse, args.fresh_sparse,
-                           network, "_beside" if args.beside_shadows else ""))
+                           network, "_beside" if args.beside_shadows else "",
+                           "_anyview" if args.any_view else ""))
 
 
 def export(model, path):
@@ -249,6 +251,9 @@ def main(argv=None):
                     help="with --sun-side, turn strips whose shadow falls along the car "
                          "(shadows.ALONG_SHADOW) either way at random: the image's estimate "
                          "cannot see a side there")
+    ap.add_argument("--any-view", action="store_true",
+                    help="see three scenes in five 5-25 degrees off nadir from a random side "
+                         "(train_network.seen_from_any_side)")
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0,
@@ -257,15 +262,17 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     # the railcar network's training scenes (its shipped recipe's last run)
-    specs = training_specs(np.random.default_rng(0), 100, 260, 24, 60, args.coarse, args.sparse)
+    view = args.any_view
+    specs = training_specs(np.random.default_rng(0), 100, 260, 24, 60, args.coarse, args.sparse, view)
     fresh_rng = np.random.default_rng(2)
     for k in range(args.fresh):
-        spec = few_track_spec(fresh_rng, 8000 + k) if k % 3 == 2 else random_spec(fresh_rng, 1000 + k)
+        spec = (few_track_spec(fresh_rng, 8000 + k, view) if k % 3 == 2
+                else random_spec(fresh_rng, 1000 + k, view))
         specs.append(spec)
     fresh_coarse_rng = np.random.default_rng(3)
     specs += [coarse_low_sun_spec(fresh_coarse_rng, 9000 + k) for k in range(args.fresh_coarse)]
     sparse_rng = np.random.default_rng(4)
-    specs += [sparse_yard_spec(sparse_rng, 9500 + k) for k in range(args.fresh_sparse)]
+    specs += [sparse_yard_spec(sparse_rng, 9500 + k, view) for k in range(args.fresh_sparse)]
     shadows = [shadow_direction(spec.sun_azimuth) for spec in specs] if args.sun_side else None
     args.samples = args.samples or default_samples_path(args)
     if os.path.exists(args.samples):
