@@ -173,6 +173,11 @@ def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, q
     assert names() == ["railcars 2024-01-01", "railcars 2023-10-05", "railcars 2022-06-01"]
     assert dock.set_date(layers[0].id(), "2021-05-01")
     assert names() == ["railcars 2023-10-05", "railcars 2022-06-01", "railcars 2021-05-01"]
+    # Moving a layer in the tree must not take it out of the project (QGIS
+    # drops a layer whose node leaves the tree, on its next event loop).
+    qtbot.wait(50)
+    assert names() == ["railcars 2023-10-05", "railcars 2022-06-01", "railcars 2021-05-01"]
+    assert [r[4] for r in table(dock)] == ["done"] * 3
     det_layers = [c.layer() for c in group.findLayers()]
     # The Temporal Controller on 2022-06-01 shows that date's image and cars only.
     frame = dock_mod.day_range("2022-06-01")

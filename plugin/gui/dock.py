@@ -1224,11 +1224,13 @@ class RailcarCounterDock(QgsDockWidget):
             return
         pos = self._date_position(group, self.rows[self._det_to_raster[layer.id()]].date,
                                   layer.id())
-        if group.children().index(node) == pos:
+        index = group.children().index(node)
+        if index == pos:
             return
-        clone = node.clone()
+        # The clone goes in before the node comes out: QGIS takes a layer out
+        # of the project once no node of the tree shows it.
+        group.insertChildNode(pos if pos < index else pos + 1, node.clone())
         group.removeChildNode(node)
-        group.insertChildNode(pos, clone)
 
     def _watch_detection_layer(self, layer, raster_id):
         self._det_to_raster[layer.id()] = raster_id
