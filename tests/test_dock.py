@@ -215,6 +215,26 @@ def test_run_builds_dated_layers_counts_chart_and_summary(dock, project, site, q
     assert root.findLayer(layers[2].id()).isVisible()
 
 
+def test_nothing_is_cut_off_at_the_narrowest_panel(dock, project, site, qtbot):
+    """The panel's content does not scroll sideways, so at the dock's
+    narrowest every tab must fit, and the chart's legend must stay inside
+    the chart once it has been drawn wider."""
+    for p, _d, _n in site:
+        add_raster(p)
+    dock.run()
+    wait_done(dock, qtbot)
+    scroll = dock.widget()
+    dock.resize(dock.minimumWidth(), 900)
+    for k in range(dock.tabs.count()):
+        dock.tabs.setCurrentIndex(k)
+        qtbot.wait(20)
+        assert scroll.widget().width() <= scroll.viewport().width(), dock.tabs.tabText(k)
+    canvas = dock.chart.canvas
+    canvas.draw()
+    legend = dock.chart._ax.get_legend().get_window_extent(canvas.get_renderer())
+    assert legend.x1 <= dock.chart.figure.bbox.x1 + 1, (legend, dock.chart.figure.bbox)
+
+
 def test_editing_a_detection_layer_changes_count_and_chart(dock, project, site, qtbot):
     for p, _d, _n in site:
         add_raster(p)

@@ -35,7 +35,7 @@ class SeriesChart(QWidget):
         self.result = None
         self.band = "minmax"
         self.canvas.mpl_connect("pick_event", self._on_pick)
-        self.canvas.mpl_connect("resize_event", lambda _e: self._tight())
+        self.canvas.mpl_connect("resize_event", lambda _e: self._on_resize())
 
     def plot(self, result, band=None):
         self.result = result
@@ -83,7 +83,14 @@ class SeriesChart(QWidget):
         if self.result is not None:
             series_chart.save(self.result, path, self.band)
 
-    def _tight(self):
+    def _on_resize(self):
+        if self.result is not None:
+            # drawn again: the legend takes as many columns as the width holds
+            try:
+                self.plot(self.result)
+            except ValueError:     # too small to lay out while the dock is resized
+                pass
+            return
         try:
             self.figure.tight_layout(pad=0.6)
         except Exception:      # too small to lay out while the dock is resized

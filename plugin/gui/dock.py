@@ -286,7 +286,9 @@ class RailcarCounterDock(QgsDockWidget):
         scroll.setWidget(root)
         root.setMinimumHeight(620)
         self.setWidget(scroll)
-        self.setMinimumWidth(320)
+        # Never narrower than its content: the content does not scroll sideways.
+        self.setMinimumWidth(max(320, root.minimumSizeHint().width()
+                                 + scroll.verticalScrollBar().sizeHint().width() + 2))
 
     def _build_count_tab(self):
         w = QWidget()
@@ -325,6 +327,8 @@ class RailcarCounterDock(QgsDockWidget):
         w = QWidget()
         f = QFormLayout(w)
         f.setContentsMargins(4, 4, 4, 4)
+        # In a narrow dock the two dates go under their label.
+        f.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.window_combo = QComboBox()
         self.window_combo.addItem("Every date before the latest", "before_latest")
         self.window_combo.addItem("Last N years before a date", "last_years")
