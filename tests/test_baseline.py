@@ -206,3 +206,17 @@ def test_chart_draws_a_partly_imaged_date_hollow():
     (hollow,) = [a for a, dates in picks.items() if dates == ["2023-10-05"]]
     assert tuple(hollow.get_facecolor()[0][:3]) == (1.0, 1.0, 1.0)
     assert sum(len(d) for d in picks.values()) == len(HISTORY) + 1
+
+
+def test_chart_legend_fits_a_narrow_dock_and_a_wide_page():
+    """The legend sits above the plot in as many columns as the width holds:
+    inside the figure in a 300 px dock, one row across a saved chart."""
+    from railcar_counter.plugin.core import series_chart
+    res = bl.compute(pts(HISTORY) + [bl.Point("2023-10-05", 73)])
+    for width_in, rows in ((3.0, None), (6.4, 1)):
+        fig = series_chart.new_figure(width_in, 2.8, 100)
+        ax, _ = series_chart.draw(fig, res)
+        legend = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+        assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1, (width_in, legend)
+        if rows:
+            assert legend.height < 2 * 8 * 100 / 72, legend      # one row of 7-point text

@@ -5,6 +5,7 @@ the command line save it as PNG/SVG with the Agg canvas. One drawing, so the
 picture in the panel is the picture in the report.
 """
 import datetime
+import warnings
 
 from . import baseline as bl
 
@@ -131,11 +132,18 @@ def draw(fig, res, band="minmax", title=""):
     ax.grid(True, axis="y", color="#dddddd", lw=0.6)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    # Legend above the plot: never over the points, whatever the counts.
-    ax.legend(fontsize=small - 1, loc="lower left", bbox_to_anchor=(0.0, 1.01),
-              frameon=False, ncol=3 if fig.get_figwidth() < 6 else 7,
-              handlelength=1.5, columnspacing=0.8,
-              borderaxespad=0.0, handletextpad=0.4)
+    # Legend above the plot: never over the points, whatever the counts; in
+    # as many columns as the figure's width holds (a narrow dock: two).
+    renderer = fig.canvas.get_renderer()
+    for ncol in (7, 4, 3, 2, 1):
+        legend = ax.legend(fontsize=small - 1, loc="lower left", bbox_to_anchor=(0.0, 1.01),
+                           frameon=False, ncol=ncol, handlelength=1.5, columnspacing=0.8,
+                           borderaxespad=0.0, handletextpad=0.4)
+        with warnings.catch_warnings():     # a legend too wide to lay out: fewer columns
+            warnings.simplefilter("ignore", UserWarning)
+            fig.tight_layout(pad=0.6)
+        if legend.get_window_extent(renderer).x1 <= fig.bbox.x1:
+            break
     if title:
         fig.suptitle(title, fontsize=small + 1)
     fig.tight_layout(pad=0.6)
