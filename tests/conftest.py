@@ -109,6 +109,16 @@ def _complete_iface(iface):
     for func in (addPluginToRasterMenu, removePluginRasterMenu, addToolBarIcon,
                  removeToolBarIcon, addDockWidget, removeDockWidget):
         setattr(iface, func.__name__, func)
+    # The map shows the layer tree's visible layers through a bridge, as in
+    # QGIS. The stub put every new layer on the canvas and took one off only
+    # when the whole project was cleared, so the canvas went on drawing
+    # layers the project had deleted: rare crashes, and edited GeoPackages
+    # read short for seconds while it drew them.
+    from qgis.core import QgsProject
+    from qgis.gui import QgsLayerTreeMapCanvasBridge
+    QgsProject.instance().layersAdded.disconnect(iface.addLayers)
+    iface._railcar_bridge = QgsLayerTreeMapCanvasBridge(QgsProject.instance().layerTreeRoot(),
+                                                        iface.mapCanvas())
     iface.pluginToolBar = lambda: toolbar
     iface.rasterMenu = raster_menu
     iface._railcar_completed = True
