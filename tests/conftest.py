@@ -129,7 +129,11 @@ def _complete_iface(iface):
 def iface(qgis_iface):
     """pytest-qgis's iface with the plugin-facing methods it lacks (autouse:
     ``qgis_iface`` is completed for every test too)."""
-    return _complete_iface(qgis_iface)
+    yield _complete_iface(qgis_iface)
+    # The bridge goes before QGIS exits: left to the interpreter's exit, it
+    # outlived the layer tree it watches (a crash after the last test).
+    from qgis.PyQt import sip
+    sip.delete(qgis_iface._railcar_bridge)
 
 
 @pytest.fixture()
