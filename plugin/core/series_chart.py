@@ -134,15 +134,17 @@ def draw(fig, res, band="minmax", title=""):
         ax.spines[side].set_visible(False)
     # Legend above the plot: never over the points, whatever the counts; in
     # as many columns as the figure's width holds (a narrow dock: two).
+    # The legend starts where the axes do, which the layout without it tells.
     renderer = fig.canvas.get_renderer()
+    with warnings.catch_warnings():     # a figure too small to lay out
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout(pad=0.6)
+    room = fig.bbox.x1 - ax.get_position().x0 * fig.bbox.width
     for ncol in (7, 4, 3, 2, 1):
         legend = ax.legend(fontsize=small - 1, loc="lower left", bbox_to_anchor=(0.0, 1.01),
                            frameon=False, ncol=ncol, handlelength=1.5, columnspacing=0.8,
                            borderaxespad=0.0, handletextpad=0.4)
-        with warnings.catch_warnings():     # a legend too wide to lay out: fewer columns
-            warnings.simplefilter("ignore", UserWarning)
-            fig.tight_layout(pad=0.6)
-        if legend.get_window_extent(renderer).x1 <= fig.bbox.x1:
+        if legend.get_window_extent(renderer).width <= room:
             break
     if title:
         fig.suptitle(title, fontsize=small + 1)
