@@ -84,18 +84,14 @@ class SeriesChart(QWidget):
             series_chart.save(self.result, path, self.band)
 
     def _on_resize(self):
-        if self.result is not None:
-            # drawn again: the legend takes as many columns as the width holds
-            try:
-                self.plot(self.result)
-            except ValueError:     # too small to lay out while the dock is resized
-                pass
+        """Drawn again: the legend takes as many columns as the width holds
+        (before the first plot the figure is empty)."""
+        if self.result is None:
             return
         try:
-            self.figure.tight_layout(pad=0.6)
-        except Exception:      # too small to lay out while the dock is resized
-            return
-        self.canvas.draw_idle()
+            self.plot(self.result)
+        except ValueError:     # too small to lay out while the dock is resized
+            pass
 
     def _on_pick(self, event):
         dates = self._picks.get(event.artist)
